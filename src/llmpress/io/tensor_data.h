@@ -1,0 +1,56 @@
+#pragma once
+// Raw tensor bytes as stored in a file, and their conversion to float32.
+// No torch here: readers stay plain C++ and torch only sees finished float buffers.
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace llmpress {
+
+class MappedFile;
+
+// Element / block types we can read. Values are ggml's type ids so GGUF needs no translation table.
+enum class TensorType : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q8_0 = 8,
+  BF16 = 30,
+};
+
+struct TensorTypeInfo {
+  const char* name;
+  int64_t block_elements;  // elements per block (1 for plain floats)
+  int64_t block_bytes;     // bytes per block
+};
+
+// nullptr for a type id we do not support.
+const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id);
+const TensorTypeInfo& tensor_type_info(TensorType type);
+std::string tensor_type_name(TensorType type);
+
+// Bytes needed for `elements` values of `type`; throws Error when elements is not a whole number of blocks.
+uint64_t tensor_bytes(TensorType type, uint64_t elements);
+
+// A tensor inside a memory-mapped file: nothing is copied until it is materialized.
+struct RawTensor {
+  std::string name;               // Hugging Face name inside the program
+  std::string file;               // path, for error messages
+  TensorType type = TensorType::F32;
+  std::vector<int64_t> shape;     // row-major (PyTorch order)
+  const uint8_t* data = nullptr;  // points into `mapping`
+  uint64_t nbytes = 0;
+  std::shared_ptr<MappedFile> mapping;  // keeps the bytes alive
+  // Meta/llama2.c interleaved RoPE rows to convert to the Hugging Face half-split layout at load
+  // (0 = no conversion, otherwise the number of heads of this q/k projection).
+  int64_t unpermute_rope_heads = 0;
+
+  int64_t numel() const;
+};
+
+// Decodes `count` elements of `type` from `src` into `dst` (dequantizing block types).
+void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* dst);
+
+}  // namespace llmpress
