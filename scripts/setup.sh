@@ -6,8 +6,10 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev                  # tensors, linear algebra (libtorch, the PyTorch C++ API)
+  libopenblas0-openmp           # optimized BLAS behind libtorch (Debian defaults to the slow reference BLAS)
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
-  libsentencepiece-dev libpcre2-dev
+  libpcre2-dev
+  sentencepiece                 # spm_encode: the tests' independent reference tokenizer
   libgtest-dev
 )
 

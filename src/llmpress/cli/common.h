@@ -1,0 +1,30 @@
+#pragma once
+// Options every model-reading subcommand shares, and the steps they all take.
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "llmpress/io/checkpoint.h"
+#include "llmpress/tokenizer/tokenizer.h"
+
+namespace llmpress::cli {
+
+struct ModelOptions {
+  std::string model;
+  std::string tokenizer;
+  int threads = 0;  // 0: libtorch's default (all cores)
+  std::string device = "cpu";
+};
+
+void add_model_options(CLI::App& command, ModelOptions& options);
+// Sets threads, opens the checkpoint (checks it), returns it.
+Checkpoint open_model(const ModelOptions& options);
+at::Device parse_device(const std::string& name);
+
+// Every subcommand registers itself here; main.cpp only dispatches.
+void register_perplexity(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_info(CLI::App& app);
+
+}  // namespace llmpress::cli

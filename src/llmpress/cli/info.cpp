@@ -1,0 +1,100 @@
+// llmpress info: what a model file holds, without loading its weights.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <map>
+
+#include "llmpress/cli/common.h"
+
+namespace llmpress::cli {
+
+namespace {
+
+struct InfoCommand {
+  ModelOptions model;
+  bool json = false;
+  bool tensors = true;
+};
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+void run(const InfoCommand& command) {
+  const Checkpoint checkpoint = open_model(command.model);
+  const ModelConfig& c = checkpoint.config;
+  std::map<std::string, std::pair<int64_t, uint64_t>> by_type;  // type -> (tensors, bytes)
+  int64_t stored_parameters = 0;
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    auto& entry = by_type[tensor_type_name(tensor.type)];
+    entry.first += 1;
+    entry.second += tensor.nbytes;
+    stored_parameters += tensor.numel();
+  }
+
+  if (command.json) {
+    nlohmann::json out;
+    out["path"] = checkpoint.path;
+    out["format"] = checkpoint_format_name(checkpoint.format);
+    out["architecture"] = c.architecture;
+    out["config"] = {{"vocab_size", c.vocab_size},           {"hidden_size", c.hidden_size},
+                     {"intermediate_size", c.intermediate_size}, {"num_layers", c.num_layers},
+                     {"num_heads", c.num_heads},             {"num_kv_heads", c.num_kv_heads},
+                     {"head_dim", c.head_dim},               {"max_position_embeddings", c.max_position_embeddings},
+                     {"rms_norm_eps", c.rms_norm_eps},       {"rope_theta", c.rope_theta},
+                     {"rope_scaling", c.rope_scaling.type},  {"tie_word_embeddings", c.tie_word_embeddings},
+                     {"attention_bias", c.attention_bias}};
+    out["parameters"] = c.parameter_count();
+    out["tokenizer"] = checkpoint.tokenizer_file.empty() ? (checkpoint.vocab ? "embedded" : "none")
+                                                         : checkpoint.tokenizer_file;
+    for (const auto& [type, entry] : by_type) out["bytes_by_type"][type] = entry.second;
+    if (command.tensors)
+      for (const auto& [name, tensor] : checkpoint.tensors)
+        out["tensors"].push_back(
+            {{"name", name}, {"type", tensor_type_name(tensor.type)}, {"shape", tensor.shape}, {"bytes", tensor.nbytes}});
+    std::printf("%s\n", out.dump(2).c_str());
+    return;
+  }
+
+  std::printf("path            %s\n", checkpoint.path.c_str());
+  std::printf("format          %s\n", checkpoint_format_name(checkpoint.format));
+  std::printf("architecture    %s\n", c.architecture.c_str());
+  std::printf("vocab           %lld\n", (long long)c.vocab_size);
+  std::printf("hidden          %lld\n", (long long)c.hidden_size);
+  std::printf("intermediate    %lld\n", (long long)c.intermediate_size);
+  std::printf("layers          %lld\n", (long long)c.num_layers);
+  std::printf("heads           %lld (kv %lld, head_dim %lld)\n", (long long)c.num_heads, (long long)c.num_kv_heads,
+              (long long)c.head_dim);
+  std::printf("context         %lld\n", (long long)c.max_position_embeddings);
+  std::printf("rms_norm_eps    %g\n", c.rms_norm_eps);
+  std::printf("rope            theta %g, scaling %s\n", c.rope_theta, c.rope_scaling.type.c_str());
+  std::printf("tied embeddings %s\n", c.tie_word_embeddings ? "yes" : "no");
+  std::printf("tokenizer       %s\n", checkpoint.tokenizer_file.empty()
+                                        ? (checkpoint.vocab ? "embedded in the file" : "none found")
+                                        : checkpoint.tokenizer_file.c_str());
+  std::printf("parameters      %lld (model), %lld stored\n", (long long)c.parameter_count(), (long long)stored_parameters);
+  for (const auto& [type, entry] : by_type)
+    std::printf("bytes %-9s %llu in %lld tensors\n", type.c_str(), (unsigned long long)entry.second,
+                (long long)entry.first);
+  if (command.tensors) {
+    std::printf("\n%-52s %-6s %-16s %s\n", "tensor", "type", "shape", "bytes");
+    for (const auto& [name, tensor] : checkpoint.tensors)
+      std::printf("%-52s %-6s %-16s %llu\n", name.c_str(), tensor_type_name(tensor.type).c_str(),
+                  shape_text(tensor.shape).c_str(), (unsigned long long)tensor.nbytes);
+  }
+}
+
+}  // namespace
+
+void register_info(CLI::App& app) {
+  auto command = std::make_shared<InfoCommand>();
+  CLI::App* sub = app.add_subcommand("info", "architecture, hyper-parameters, sizes and tensors of a model");
+  add_model_options(*sub, command->model);
+  sub->add_flag("--json", command->json, "print as JSON");
+  sub->add_flag("!--no-tensors", command->tensors, "omit the per-tensor list");
+  sub->callback([command] { run(*command); });
+}
+
+}  // namespace llmpress::cli

@@ -1,0 +1,32 @@
+// llmpress: compress large language models and check what it cost.
+#include <cstdio>
+
+#include "llmpress/cli/common.h"
+#include "llmpress/core/error.h"
+#include "llmpress/core/runtime.h"
+
+int main(int argc, char** argv) {
+  llmpress::tune_memory_allocator();
+  CLI::App app{"llmpress: compress Llama-family language models (quantization, pruning, distillation, "
+               "low-rank factorization) and evaluate the result"};
+  app.set_version_flag("--version", "llmpress 0.1.0");
+  app.require_subcommand(1);
+  llmpress::cli::register_info(app);
+  llmpress::cli::register_perplexity(app);
+  llmpress::cli::register_generate(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const llmpress::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "error: tensor operation failed: %s\n", e.what_without_backtrace());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

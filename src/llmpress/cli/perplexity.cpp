@@ -1,0 +1,80 @@
+// llmpress perplexity: how well a model predicts a text file.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+
+#include "llmpress/cli/common.h"
+#include "llmpress/core/error.h"
+#include "llmpress/data/text.h"
+#include "llmpress/eval/perplexity.h"
+#include "llmpress/model/transformer.h"
+
+namespace llmpress::cli {
+
+namespace {
+
+struct PerplexityCommand {
+  ModelOptions model;
+  std::string text_file;
+  PerplexityOptions options;
+  bool json = false;
+  bool no_progress = false;
+};
+
+void run(const PerplexityCommand& command) {
+  const Checkpoint checkpoint = open_model(command.model);
+  const auto tokenizer = load_tokenizer(checkpoint);
+  const std::string text = read_text_file(command.text_file);
+  const std::vector<int32_t> tokens = tokenizer->encode(text);
+  const Transformer model = Transformer::load(checkpoint, parse_device(command.model.device));
+
+  PerplexityOptions options = command.options;
+  options.bos_id = tokenizer->bos_id();
+  options.progress = !command.no_progress;
+  if (options.context > checkpoint.config.max_position_embeddings)
+    std::fprintf(stderr, "warning: -c %lld is longer than the model's training context (%lld)\n",
+                 (long long)options.context, (long long)checkpoint.config.max_position_embeddings);
+  std::fprintf(stderr, "%s: %zu tokens, windows of %lld, %s convention\n", command.text_file.c_str(), tokens.size(),
+               (long long)options.context, options.llamacpp ? "llama.cpp" : "GPTQ");
+  const PerplexityResult result = perplexity(model, tokens, options);
+
+  if (command.json) {
+    nlohmann::json out = {{"model", command.model.model},
+                          {"text", command.text_file},
+                          {"convention", options.llamacpp ? "llamacpp" : "gptq"},
+                          {"context", options.context},
+                          {"chunks", result.chunks},
+                          {"scored_tokens", result.scored_tokens},
+                          {"perplexity", result.perplexity},
+                          {"uncertainty", result.uncertainty},
+                          {"mean_nll", result.mean_nll},
+                          {"seconds", result.seconds},
+                          {"tokens_per_second", result.tokens_per_second}};
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    std::printf("chunks = %lld, scored tokens = %lld, %.1f tokens/s\n", (long long)result.chunks,
+                (long long)result.scored_tokens, result.tokens_per_second);
+    std::printf("ppl = %.4f +/- %.5f\n", result.perplexity, result.uncertainty);
+  }
+}
+
+}  // namespace
+
+void register_perplexity(CLI::App& app) {
+  auto command = std::make_shared<PerplexityCommand>();
+  CLI::App* sub = app.add_subcommand("perplexity", "perplexity of a model on a text file");
+  add_model_options(*sub, command->model);
+  sub->add_option("-f,--file", command->text_file, "text file to score")->required();
+  sub->add_option("-c,--ctx-size", command->options.context, "tokens per window")->capture_default_str();
+  sub->add_option("--chunks", command->options.max_chunks, "score only the first K windows (default: all)");
+  sub->add_flag("--llamacpp", command->options.llamacpp,
+                "llama.cpp's convention (BOS at each window start, second half of each window scored) "
+                "instead of the GPTQ paper's (every token of non-overlapping windows)");
+  sub->add_option("-b,--batch-size", command->options.batch_tokens, "tokens per forward pass (whole windows)")
+      ->capture_default_str();
+  sub->add_flag("--json", command->json, "print the result as JSON");
+  sub->add_flag("--no-progress", command->no_progress, "no progress line on stderr");
+  sub->callback([command] { run(*command); });
+}
+
+}  // namespace llmpress::cli

@@ -1,0 +1,102 @@
+#include "llmpress/io/tensor_data.h"
+
+#include <cstring>
+#include <limits>
+
+#include "llmpress/core/error.h"
+#include "llmpress/core/half.h"
+
+namespace llmpress {
+
+namespace {
+
+constexpr int64_t kQBlock = 32;  // elements per Q4_0 / Q8_0 block
+
+const TensorTypeInfo kF32{"F32", 1, 4};
+const TensorTypeInfo kF16{"F16", 1, 2};
+const TensorTypeInfo kBF16{"BF16", 1, 2};
+const TensorTypeInfo kQ4_0{"Q4_0", kQBlock, 18};
+const TensorTypeInfo kQ8_0{"Q8_0", kQBlock, 34};
+
+uint16_t read_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
+
+}  // namespace
+
+const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id) {
+  switch (ggml_type_id) {
+    case uint32_t(TensorType::F32): return &kF32;
+    case uint32_t(TensorType::F16): return &kF16;
+    case uint32_t(TensorType::BF16): return &kBF16;
+    case uint32_t(TensorType::Q4_0): return &kQ4_0;
+    case uint32_t(TensorType::Q8_0): return &kQ8_0;
+    default: return nullptr;
+  }
+}
+
+const TensorTypeInfo& tensor_type_info(TensorType type) {
+  const TensorTypeInfo* info = tensor_type_info(uint32_t(type));
+  if (!info) throw Error("internal: unknown tensor type id " + std::to_string(uint32_t(type)));
+  return *info;
+}
+
+std::string tensor_type_name(TensorType type) { return tensor_type_info(type).name; }
+
+uint64_t tensor_bytes(TensorType type, uint64_t elements) {
+  const TensorTypeInfo& info = tensor_type_info(type);
+  if (elements % uint64_t(info.block_elements) != 0) {
+    throw Error(std::to_string(elements) + " elements are not a whole number of " + info.name +
+                " blocks of " + std::to_string(info.block_elements));
+  }
+  const uint64_t blocks = elements / uint64_t(info.block_elements);
+  if (blocks > std::numeric_limits<uint64_t>::max() / uint64_t(info.block_bytes)) {
+    throw Error(std::to_string(elements) + " " + info.name + " elements overflow a 64-bit byte count");
+  }
+  return blocks * uint64_t(info.block_bytes);
+}
+
+int64_t RawTensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;  // readers check shapes for overflow when they build RawTensors
+  return n;
+}
+
+void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* dst) {
+  switch (type) {
+    case TensorType::F32:
+      std::memcpy(dst, src, size_t(count) * 4);  // little-endian host assumed (x86/ARM)
+      return;
+    case TensorType::F16:
+      for (int64_t i = 0; i < count; ++i) dst[i] = f16_to_f32(read_u16(src + 2 * i));
+      return;
+    case TensorType::BF16:
+      for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_f32(read_u16(src + 2 * i));
+      return;
+    case TensorType::Q8_0: {
+      if (count % kQBlock != 0) throw Error("Q8_0 data of " + std::to_string(count) + " elements is not whole blocks");
+      for (int64_t b = 0; b < count / kQBlock; ++b) {
+        const uint8_t* block = src + b * 34;
+        const float d = f16_to_f32(read_u16(block));
+        for (int j = 0; j < kQBlock; ++j) dst[b * kQBlock + j] = d * float(int8_t(block[2 + j]));
+      }
+      return;
+    }
+    case TensorType::Q4_0: {
+      if (count % kQBlock != 0) throw Error("Q4_0 data of " + std::to_string(count) + " elements is not whole blocks");
+      for (int64_t b = 0; b < count / kQBlock; ++b) {
+        const uint8_t* block = src + b * 18;
+        const float d = f16_to_f32(read_u16(block));
+        float* out = dst + b * kQBlock;
+        // First half of the block lives in the low nibbles, second half in the high nibbles.
+        for (int j = 0; j < 16; ++j) {
+          const uint8_t q = block[2 + j];
+          out[j] = d * float(int(q & 0x0f) - 8);
+          out[j + 16] = d * float(int(q >> 4) - 8);
+        }
+      }
+      return;
+    }
+  }
+  throw Error("internal: cannot decode tensor type id " + std::to_string(uint32_t(type)));
+}
+
+}  // namespace llmpress

@@ -1,0 +1,20 @@
+#include "llmpress/model/linear.h"
+
+#include "llmpress/core/error.h"
+
+namespace llmpress {
+
+DenseWeight::DenseWeight(at::Tensor weight) : weight_(std::move(weight)) {
+  if (weight_.dim() != 2) throw Error("a dense linear weight must be 2-D, got " + std::to_string(weight_.dim()) + "-D");
+}
+
+at::Tensor DenseWeight::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
+
+int64_t DenseWeight::storage_bits() const { return weight_.numel() * int64_t(weight_.element_size()) * 8; }
+
+at::Tensor Linear::forward(const at::Tensor& x) const {
+  at::Tensor y = weight->forward(x);
+  return bias.defined() ? y + bias : y;
+}
+
+}  // namespace llmpress

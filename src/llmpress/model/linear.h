@@ -1,0 +1,48 @@
+#pragma once
+// A linear layer slot and the weight kinds it can hold. Compression methods replace a slot's
+// weight with another kind (quantized, sparse, low-rank); the forward pass only calls forward().
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+
+namespace llmpress {
+
+class LinearWeight {
+ public:
+  virtual ~LinearWeight() = default;
+  // x [..., in_features] -> [..., out_features]
+  virtual at::Tensor forward(const at::Tensor& x) const = 0;
+  virtual int64_t in_features() const = 0;
+  virtual int64_t out_features() const = 0;
+  // Exact size of the stored representation, for size and bits-per-weight reports.
+  virtual int64_t storage_bits() const = 0;
+  // The weight as a dense [out, in] matrix (dequantized / multiplied out), for export and analysis.
+  virtual at::Tensor dense() const = 0;
+  virtual std::string kind() const = 0;
+};
+
+// A plain [out, in] matrix in any floating dtype.
+class DenseWeight : public LinearWeight {
+ public:
+  explicit DenseWeight(at::Tensor weight);
+  at::Tensor forward(const at::Tensor& x) const override;
+  int64_t in_features() const override { return weight_.size(1); }
+  int64_t out_features() const override { return weight_.size(0); }
+  int64_t storage_bits() const override;
+  at::Tensor dense() const override { return weight_; }
+  std::string kind() const override { return "dense"; }
+
+ private:
+  at::Tensor weight_;
+};
+
+struct Linear {
+  std::shared_ptr<LinearWeight> weight;
+  at::Tensor bias;  // undefined when the layer has none
+
+  at::Tensor forward(const at::Tensor& x) const;
+  bool defined() const { return weight != nullptr; }
+};
+
+}  // namespace llmpress

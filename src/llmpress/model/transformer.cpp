@@ -1,0 +1,225 @@
+#include "llmpress/model/transformer.h"
+
+#include <cmath>
+
+#include "llmpress/core/error.h"
+#include "llmpress/io/checkpoint.h"
+
+namespace llmpress {
+
+namespace {
+
+// Hugging Face's llama3 rope scaling: long wavelengths are slowed by `factor`, short ones kept,
+// and the band between is interpolated.
+std::vector<double> llama3_scaled(std::vector<double> inv_freq, const RopeScaling& s) {
+  const double old_context = double(s.original_max_position_embeddings);
+  const double low_wavelen = old_context / s.low_freq_factor;
+  const double high_wavelen = old_context / s.high_freq_factor;
+  for (double& f : inv_freq) {
+    const double wavelen = 2 * M_PI / f;
+    if (wavelen < high_wavelen) continue;
+    if (wavelen > low_wavelen) {
+      f /= s.factor;
+    } else {
+      const double smooth = (old_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      f = (1 - smooth) * f / s.factor + smooth * f;
+    }
+  }
+  return inv_freq;
+}
+
+}  // namespace
+
+Rope::Rope(const ModelConfig& config, const at::Device& device) {
+  const int64_t half = config.head_dim / 2;
+  std::vector<double> inv_freq(half);
+  for (int64_t i = 0; i < half; ++i) inv_freq[i] = std::pow(config.rope_theta, -2.0 * double(i) / double(config.head_dim));
+  if (config.rope_scaling.type == "llama3") {
+    inv_freq = llama3_scaled(inv_freq, config.rope_scaling);
+  } else if (config.rope_scaling.type == "linear") {
+    for (double& f : inv_freq) f /= config.rope_scaling.factor;
+  }
+  inv_freq_ = at::tensor(inv_freq, at::kDouble).to(device);
+}
+
+std::pair<at::Tensor, at::Tensor> Rope::tables(int64_t start, int64_t length, at::ScalarType dtype) const {
+  // Angles in float64 so long positions keep their precision before the cast.
+  const at::Tensor positions = at::arange(start, start + length, inv_freq_.options());
+  const at::Tensor angles = at::outer(positions, inv_freq_);
+  const at::Tensor both = at::cat({angles, angles}, -1);
+  return {both.cos().to(dtype), both.sin().to(dtype)};
+}
+
+at::Tensor Rope::apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+  const int64_t half = x.size(-1) / 2;
+  const at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+  return x * cos + rotated * sin;
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  const at::Tensor x32 = x.to(at::kFloat);
+  const at::Tensor normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return normed.to(x.scalar_type()) * weight;
+}
+
+const std::vector<std::string>& DecoderLayer::linear_names() {
+  static const std::vector<std::string> names = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                                 "mlp.down_proj"};
+  return names;
+}
+
+Linear& DecoderLayer::linear(const std::string& name) {
+  return const_cast<Linear&>(static_cast<const DecoderLayer*>(this)->linear(name));
+}
+
+const Linear& DecoderLayer::linear(const std::string& name) const {
+  if (name == "self_attn.q_proj") return q_proj;
+  if (name == "self_attn.k_proj") return k_proj;
+  if (name == "self_attn.v_proj") return v_proj;
+  if (name == "self_attn.o_proj") return o_proj;
+  if (name == "mlp.gate_proj") return gate_proj;
+  if (name == "mlp.up_proj") return up_proj;
+  if (name == "mlp.down_proj") return down_proj;
+  throw Error("no linear layer named '" + name + "' in a decoder layer");
+}
+
+at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
+                                 LayerCache* cache) const {
+  const int64_t batch = hidden.size(0), length = hidden.size(1);
+  const int64_t heads = config.num_heads, kv_heads = config.num_kv_heads, head_dim = config.head_dim;
+
+  const at::Tensor x = rms_norm(hidden, input_norm, config.rms_norm_eps);
+  at::Tensor q = q_proj.forward(x).view({batch, length, heads, head_dim}).transpose(1, 2);
+  at::Tensor k = k_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+  at::Tensor v = v_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
+  const auto [cos, sin] = rope.tables(start, length, q.scalar_type());
+  q = Rope::apply(q, cos, sin);
+  k = Rope::apply(k, cos, sin);
+
+  int64_t total = length;  // key positions visible to this call
+  if (cache) {
+    if (start + length > cache->keys.size(2)) throw Error("KV cache capacity exceeded");
+    cache->keys.narrow(2, start, length).copy_(k);
+    cache->values.narrow(2, start, length).copy_(v);
+    total = start + length;
+    k = cache->keys.narrow(2, 0, total);
+    v = cache->values.narrow(2, 0, total);
+  }
+  // Grouped-query attention: query head h reads kv head h / (heads / kv_heads). Folding the group
+  // into the query-length axis avoids materializing repeated keys and values.
+  const int64_t group = heads / kv_heads;
+  const at::Tensor q_grouped = q.reshape({batch, kv_heads, group * length, head_dim});
+  at::Tensor scores = at::matmul(q_grouped, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+  scores = scores.view({batch, kv_heads, group, length, total});
+  // Query i (absolute position start+i) may attend to keys 0 .. start+i.
+  const at::Tensor query_pos = at::arange(start, start + length, hidden.options().dtype(at::kLong)).unsqueeze(1);
+  const at::Tensor key_pos = at::arange(0, total, hidden.options().dtype(at::kLong)).unsqueeze(0);
+  const at::Tensor future = key_pos > query_pos;  // [length, total]
+  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  const at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
+  const at::Tensor attended = at::matmul(probs.view({batch, kv_heads, group * length, total}), v)
+                                  .view({batch, heads, length, head_dim})
+                                  .transpose(1, 2)
+                                  .reshape({batch, length, heads * head_dim});
+  const at::Tensor after_attention = hidden + o_proj.forward(attended);
+
+  const at::Tensor h = rms_norm(after_attention, post_attention_norm, config.rms_norm_eps);
+  const at::Tensor mlp = down_proj.forward(at::silu(gate_proj.forward(h)) * up_proj.forward(h));
+  return after_attention + mlp;
+}
+
+namespace {
+
+std::string layer_prefix(int64_t index) { return "model.layers." + std::to_string(index) + "."; }
+
+Linear load_linear(const Checkpoint& checkpoint, const std::string& name, const at::Device& device) {
+  Linear linear;
+  linear.weight = std::make_shared<DenseWeight>(checkpoint.load(name + ".weight", device));
+  if (checkpoint.has(name + ".bias")) linear.bias = checkpoint.load(name + ".bias", device);
+  return linear;
+}
+
+}  // namespace
+
+DecoderLayer Transformer::load_layer(const Checkpoint& checkpoint, int64_t index, const at::Device& device) {
+  const std::string prefix = layer_prefix(index);
+  DecoderLayer layer;
+  layer.input_norm = checkpoint.load(prefix + "input_layernorm.weight", device);
+  layer.post_attention_norm = checkpoint.load(prefix + "post_attention_layernorm.weight", device);
+  for (const std::string& name : DecoderLayer::linear_names())
+    layer.linear(name) = load_linear(checkpoint, prefix + name, device);
+  return layer;
+}
+
+Transformer Transformer::load_shell(const Checkpoint& checkpoint, const at::Device& device) {
+  check_tensors_against_config(checkpoint);
+  Transformer model;
+  model.config = checkpoint.config;
+  model.embed_tokens = checkpoint.load("model.embed_tokens.weight", device);
+  model.norm = checkpoint.load("model.norm.weight", device);
+  if (checkpoint.has("lm_head.weight") && !checkpoint.config.tie_word_embeddings) {
+    model.lm_head = load_linear(checkpoint, "lm_head", device);
+  } else {
+    model.lm_head.weight = std::make_shared<DenseWeight>(model.embed_tokens);
+  }
+  model.rope = Rope(model.config, device);
+  model.layers.resize(size_t(model.config.num_layers));
+  return model;
+}
+
+Transformer Transformer::load(const Checkpoint& checkpoint, const at::Device& device) {
+  Transformer model = load_shell(checkpoint, device);
+  for (int64_t i = 0; i < model.config.num_layers; ++i) model.layers[size_t(i)] = load_layer(checkpoint, i, device);
+  return model;
+}
+
+at::Tensor Transformer::embed(const at::Tensor& tokens) const {
+  if (tokens.numel() > 0) {
+    const int64_t lo = tokens.min().item<int64_t>(), hi = tokens.max().item<int64_t>();
+    if (lo < 0 || hi >= config.vocab_size)
+      throw Error("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary (size " +
+                  std::to_string(config.vocab_size) + ")");
+  }
+  return at::embedding(embed_tokens, tokens);
+}
+
+at::Tensor Transformer::head(const at::Tensor& hidden) const {
+  return lm_head.forward(rms_norm(hidden, norm, config.rms_norm_eps));
+}
+
+at::Tensor Transformer::forward(const at::Tensor& tokens, KVCache* cache) const {
+  const int64_t start = cache ? cache->length : 0;
+  at::Tensor hidden = embed(tokens.to(device()));
+  for (size_t i = 0; i < layers.size(); ++i)
+    hidden = layers[i].forward(hidden, config, rope, start, cache ? &cache->layers[i] : nullptr);
+  if (cache) cache->length += tokens.size(1);
+  return head(hidden);
+}
+
+KVCache Transformer::make_cache(int64_t batch, int64_t capacity) const {
+  KVCache cache;
+  cache.capacity = capacity;
+  const auto options = embed_tokens.options();
+  for (size_t i = 0; i < layers.size(); ++i)
+    cache.layers.push_back({at::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options),
+                            at::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options)});
+  return cache;
+}
+
+int64_t Transformer::parameter_count() const {
+  int64_t count = embed_tokens.numel() + norm.numel();
+  const bool tied = lm_head.weight->dense().is_same(embed_tokens);
+  if (!tied) count += lm_head.weight->in_features() * lm_head.weight->out_features();
+  for (const DecoderLayer& layer : layers) {
+    count += layer.input_norm.numel() + layer.post_attention_norm.numel();
+    for (const std::string& name : DecoderLayer::linear_names()) {
+      const Linear& linear = layer.linear(name);
+      count += linear.weight->in_features() * linear.weight->out_features();
+      if (linear.bias.defined()) count += linear.bias.numel();
+    }
+  }
+  return count;
+}
+
+}  // namespace llmpress

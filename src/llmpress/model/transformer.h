@@ -1,0 +1,89 @@
+#pragma once
+// The Llama-family decoder: embeddings -> decoder layers -> final RMSNorm -> head.
+// Every piece is public so the calibration engine can run one decoder layer at a time.
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+#include "llmpress/io/model_config.h"
+#include "llmpress/model/linear.h"
+
+namespace llmpress {
+
+class Checkpoint;
+
+// Rotary position embedding in the Hugging Face half-split layout (rotate_half).
+class Rope {
+ public:
+  Rope() = default;
+  Rope(const ModelConfig& config, const at::Device& device);
+  // cos and sin tables [T, head_dim] for positions start .. start+T-1, in `dtype`.
+  std::pair<at::Tensor, at::Tensor> tables(int64_t start, int64_t length, at::ScalarType dtype) const;
+  // x [B, heads, T, head_dim] rotated by the given tables.
+  static at::Tensor apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
+  const at::Tensor& inv_freq() const { return inv_freq_; }
+
+ private:
+  at::Tensor inv_freq_;  // [head_dim / 2], float32, llama3/linear scaling applied
+};
+
+// Keys and values of past positions of one decoder layer, preallocated to a capacity.
+struct LayerCache {
+  at::Tensor keys;    // [B, kv_heads, capacity, head_dim]
+  at::Tensor values;  // same
+};
+
+// Incremental decoding state for all layers.
+struct KVCache {
+  std::vector<LayerCache> layers;
+  int64_t length = 0;    // positions already stored
+  int64_t capacity = 0;
+};
+
+struct DecoderLayer {
+  at::Tensor input_norm;           // [hidden]
+  at::Tensor post_attention_norm;  // [hidden]
+  Linear q_proj, k_proj, v_proj, o_proj;
+  Linear gate_proj, up_proj, down_proj;
+
+  // Hugging Face names relative to the layer, in execution order: "self_attn.q_proj", ...
+  static const std::vector<std::string>& linear_names();
+  Linear& linear(const std::string& name);
+  const Linear& linear(const std::string& name) const;
+
+  // hidden [B, T, hidden] at positions start .. start+T-1 -> [B, T, hidden].
+  // With a cache, the new keys/values are stored at `start` and attention sees all earlier ones.
+  at::Tensor forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
+                     LayerCache* cache = nullptr) const;
+};
+
+class Transformer {
+ public:
+  ModelConfig config;
+  at::Tensor embed_tokens;  // [vocab, hidden]
+  std::vector<DecoderLayer> layers;
+  at::Tensor norm;          // [hidden]
+  Linear lm_head;           // shares embed_tokens when the embeddings are tied
+  Rope rope;
+
+  // Loads every tensor (float32) onto `device`.
+  static Transformer load(const Checkpoint& checkpoint, const at::Device& device = at::kCPU);
+  // Loads embeddings, final norm and head but no decoder layer (for layer-by-layer processing).
+  static Transformer load_shell(const Checkpoint& checkpoint, const at::Device& device = at::kCPU);
+  static DecoderLayer load_layer(const Checkpoint& checkpoint, int64_t index, const at::Device& device = at::kCPU);
+
+  at::Device device() const { return embed_tokens.device(); }
+  at::Tensor embed(const at::Tensor& tokens) const;  // [B, T] int64 -> [B, T, hidden]
+  at::Tensor head(const at::Tensor& hidden) const;   // final norm + lm_head -> [B, T, vocab]
+  // tokens [B, T] -> logits [B, T, vocab]. With a cache, tokens continue at cache->length.
+  at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr) const;
+
+  KVCache make_cache(int64_t batch, int64_t capacity) const;
+  // Parameter count and storage of the model as it is now (compressed layers count their real size).
+  int64_t parameter_count() const;
+};
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+}  // namespace llmpress

@@ -1,0 +1,101 @@
+// The llmpress binary as a user runs it: output format, exit codes, error messages.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace llmpress {
+namespace {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+CommandResult run_llmpress(const std::string& args) {
+  test::TempDir dir;
+  const std::string command =
+      std::string(LLMPRESS_BINARY) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
+  const int status = std::system(command.c_str());
+  CommandResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.out = slurp(dir.file("out"));
+  result.err = slurp(dir.file("err"));
+  return result;
+}
+
+TEST(Cli, HelpListsEverySubcommand) {
+  const CommandResult r = run_llmpress("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* sub : {"info", "perplexity", "generate"}) EXPECT_NE(r.out.find(sub), std::string::npos) << sub;
+}
+
+TEST(Cli, MissingModelFileIsOneClearErrorAndExitCodeOne) {
+  const CommandResult r = run_llmpress("info -m /nonexistent/model.gguf");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent/model.gguf"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+}
+
+TEST(Cli, TruncatedGgufIsRejectedWithoutCrash) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K-F32.gguf");
+  test::TempDir dir;
+  const std::string whole = slurp(test::shared_path("models/stories260K/stories260K-F32.gguf"));
+  for (size_t cut : {size_t(3), size_t(100), size_t(5000), whole.size() - 1}) {
+    std::ofstream(dir.file("cut.gguf"), std::ios::binary).write(whole.data(), std::streamsize(cut));
+    const CommandResult r = run_llmpress("info -m " + dir.file("cut.gguf"));
+    EXPECT_EQ(r.exit_code, 1) << "cut at " << cut << ": " << r.err;
+    EXPECT_NE(r.err.find("cut.gguf"), std::string::npos) << r.err;
+  }
+}
+
+TEST(Cli, InfoReportsStories260K) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const CommandResult r = run_llmpress("info -m " + test::shared_path("models/stories260K/stories260K.bin"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("260032"), std::string::npos) << r.out;  // README: 260,032 weights
+  EXPECT_NE(r.out.find("model.layers.4.mlp.down_proj.weight"), std::string::npos);
+}
+
+TEST(Cli, PerplexityPrintsFinalLineAndJson) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const std::string model = test::shared_path("models/stories260K/stories260K.bin");
+  const std::string text = test::shared_path("data/tinystories-eval.txt");
+  CommandResult r = run_llmpress("perplexity -m " + model + " -f " + text + " -c 128 --chunks 4");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("ppl = "), std::string::npos) << r.out;
+  r = run_llmpress("perplexity -m " + model + " -f " + text + " -c 128 --chunks 4 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"perplexity\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"chunks\": 4"), std::string::npos) << r.out;
+}
+
+TEST(Cli, GenerateStreamsText) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const CommandResult r = run_llmpress("generate -m " + test::shared_path("models/stories260K/stories260K.bin") +
+                                       " -p 'Once upon a time' -n 20 --temp 0");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time", 0), 0u) << r.out;
+  EXPECT_GT(r.out.size(), std::string("Once upon a time").size() + 20);
+}
+
+TEST(Cli, BadOptionValueIsRejected) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const CommandResult r = run_llmpress("perplexity -m " + test::shared_path("models/stories260K/stories260K.bin") +
+                                       " -f /nonexistent.txt");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("/nonexistent.txt"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace llmpress

@@ -1,0 +1,96 @@
+#include "llmpress/io/atomic_file.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "llmpress/core/error.h"
+#include "test_util.h"
+
+namespace llmpress {
+namespace {
+namespace fs = std::filesystem;
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+size_t entries(const std::string& dir) {
+  return size_t(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+TEST(AtomicFile, CommitReplacesTheFileAndLeavesNoTemporary) {
+  test::TempDir dir;
+  write_file_atomic(dir.file("a.txt"), "old");
+  {
+    AtomicFile file(dir.file("a.txt"));
+    file.write("new ");
+    file.write_zeros(3);
+    EXPECT_EQ(file.bytes_written(), 7u);
+    EXPECT_EQ(slurp(dir.file("a.txt")), "old");  // nothing visible before commit
+    file.commit();
+  }
+  EXPECT_EQ(slurp(dir.file("a.txt")), std::string("new \0\0\0", 7));
+  EXPECT_EQ(entries(dir.path()), 1u);
+}
+
+TEST(AtomicFile, WithoutCommitTheOldFileIsUntouched) {
+  test::TempDir dir;
+  write_file_atomic(dir.file("model.gguf"), "precious");
+  try {
+    AtomicFile file(dir.file("model.gguf"));
+    file.write("half a mod");
+    throw Error("simulated failure mid-export");
+  } catch (const Error&) {
+  }
+  EXPECT_EQ(slurp(dir.file("model.gguf")), "precious");
+  EXPECT_EQ(entries(dir.path()), 1u);
+}
+
+TEST(AtomicFile, MissingFolderIsAClearError) {
+  test::TempDir dir;
+  try {
+    AtomicFile file(dir.file("no/such/out.gguf"));
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AtomicDirectory, BuildsAndReplacesAFolderOnlyOnCommit) {
+  test::TempDir dir;
+  const std::string out = dir.file("model");
+  {
+    AtomicDirectory folder(out);
+    write_file_atomic(folder.file("config.json"), "{1}");
+    EXPECT_FALSE(fs::exists(out));
+    folder.commit();
+  }
+  EXPECT_EQ(slurp(out + "/config.json"), "{1}");
+  {
+    AtomicDirectory folder(out);  // abandoned: the first folder stays
+    write_file_atomic(folder.file("config.json"), "{2}");
+  }
+  EXPECT_EQ(slurp(out + "/config.json"), "{1}");
+  {
+    AtomicDirectory folder(out);
+    write_file_atomic(folder.file("weights.bin"), "w");
+    folder.commit();
+  }
+  EXPECT_FALSE(fs::exists(out + "/config.json"));  // replaced as a whole
+  EXPECT_EQ(slurp(out + "/weights.bin"), "w");
+  EXPECT_EQ(entries(dir.path()), 1u);  // no .tmp or .old leftovers
+}
+
+TEST(AtomicDirectory, RefusesToReplaceAFile) {
+  test::TempDir dir;
+  write_file_atomic(dir.file("model"), "x");
+  EXPECT_THROW(AtomicDirectory folder(dir.file("model")), Error);
+  EXPECT_EQ(slurp(dir.file("model")), "x");
+}
+
+}  // namespace
+}  // namespace llmpress

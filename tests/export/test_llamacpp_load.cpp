@@ -1,0 +1,92 @@
+// Runs llama.cpp on GGUF files we write. Skips unless LLMPRESS_LLAMACPP_BIN names a folder with
+// llama-perplexity (a llama.cpp build; never part of this repository).
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <regex>
+
+#include "export_test_util.h"
+#include "llmpress/export/gguf_writer.h"
+#include "llmpress/tokenizer/tokenizer.h"
+#include "test_util.h"
+
+namespace llmpress {
+namespace {
+
+std::string run_command(const std::string& command) {
+  std::string out;
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
+  if (!pipe) return out;
+  std::array<char, 4096> buf;
+  while (size_t n = std::fread(buf.data(), 1, buf.size(), pipe.get())) out.append(buf.data(), n);
+  return out;
+}
+
+// Final perplexity llama-perplexity prints, or -1 when it failed to load/run.
+double llamacpp_perplexity(const std::string& bin, const std::string& model, const std::string& text, int chunks,
+                          int context = 256) {
+  const std::string out = run_command(bin + "/llama-perplexity -m " + model + " -f " + text +
+                                      " -c " + std::to_string(context) + " -t 2 --chunks " + std::to_string(chunks) + " 2>&1");
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex("Final estimate: PPL = ([0-9.]+)"))) {
+    ADD_FAILURE() << "llama-perplexity failed on " << model << ":\n" << out.substr(out.size() > 3000 ? out.size() - 3000 : 0);
+    return -1;
+  }
+  return std::stod(m[1]);
+}
+
+// Where the GGUF files go: LLMPRESS_EXPORT_KEEP_DIR (to rerun llama.cpp by hand) or a temp folder.
+std::string output_dir(const test::TempDir& temp) {
+  const char* keep = std::getenv("LLMPRESS_EXPORT_KEEP_DIR");
+  return keep && *keep ? std::string(keep) : temp.path();
+}
+
+TEST(LlamaCppLoad, GutenbergGgufFilesGiveSanePerplexity) {
+  const char* bin = std::getenv("LLMPRESS_LLAMACPP_BIN");
+  if (!bin || !*bin) GTEST_SKIP() << "set LLMPRESS_LLAMACPP_BIN to a folder with llama.cpp's llama-perplexity";
+  LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m/model.safetensors");
+  LLMPRESS_REQUIRE_SHARED("data/gutenberg-dev-eval.txt");
+  const Checkpoint checkpoint = open_checkpoint(test::shared_path("models/gutenberg-dev-llama-5m"));
+  const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
+  const std::vector<NamedTensor> tensors = test::load_all(checkpoint);
+  test::TempDir dir;
+  double dense = 0;
+  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::Q8_0, TensorType::Q4_0}) {
+    const std::string path = output_dir(dir) + "/gutenberg-" + tensor_type_name(type) + ".gguf";
+    write_gguf_model(path, checkpoint.config, tensors, vocab, type);
+    const double ppl = llamacpp_perplexity(bin, path, test::shared_path("data/gutenberg-dev-eval.txt"), 8);
+    std::printf("  %s: llama.cpp PPL %.4f\n", tensor_type_name(type).c_str(), ppl);
+    if (type == TensorType::F32) dense = ppl;
+    EXPECT_GT(ppl, 5.0);
+    EXPECT_LT(ppl, 30.0);
+    if (dense > 0) EXPECT_LT(ppl, dense * (type == TensorType::Q4_0 ? 1.3 : 1.02)) << tensor_type_name(type);
+  }
+}
+
+// stories260K (64-wide rows, 172-wide ffn_down) read from llama.cpp's own GGUF and written back:
+// Q8_0 keeps ffn_down in F16 because 172 is not a multiple of the 32-element block.
+TEST(LlamaCppLoad, Stories260KGgufFilesRun) {
+  const char* bin = std::getenv("LLMPRESS_LLAMACPP_BIN");
+  if (!bin || !*bin) GTEST_SKIP() << "set LLMPRESS_LLAMACPP_BIN to a folder with llama.cpp's llama-perplexity";
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K-F32.gguf");
+  LLMPRESS_REQUIRE_SHARED("data/tinystories-eval.txt");
+  const Checkpoint checkpoint = open_checkpoint(test::shared_path("models/stories260K/stories260K-F32.gguf"));
+  const std::vector<NamedTensor> tensors = test::load_all(checkpoint);
+  test::TempDir dir;
+  const double reference =
+      llamacpp_perplexity(bin, test::shared_path("models/stories260K/stories260K-F32.gguf"),
+                          test::shared_path("data/tinystories-eval.txt"), 8, 128);
+  std::printf("  llama.cpp's own F32 file: PPL %.4f\n", reference);
+  for (TensorType type : {TensorType::F32, TensorType::F16, TensorType::Q8_0}) {
+    const std::string path = output_dir(dir) + "/stories260K-" + tensor_type_name(type) + ".gguf";
+    write_gguf_model(path, checkpoint.config, tensors, *checkpoint.vocab, type);
+    const double ppl = llamacpp_perplexity(bin, path, test::shared_path("data/tinystories-eval.txt"), 8, 128);
+    std::printf("  %s: llama.cpp PPL %.4f\n", tensor_type_name(type).c_str(), ppl);
+    if (type == TensorType::F32) EXPECT_NEAR(ppl, reference, reference * 1e-4);
+    EXPECT_LT(ppl, reference * 1.05);
+  }
+}
+
+}  // namespace
+}  // namespace llmpress
