@@ -97,5 +97,28 @@ TEST(Cli, BadOptionValueIsRejected) {
   EXPECT_NE(r.err.find("/nonexistent.txt"), std::string::npos) << r.err;
 }
 
+// Converting to each output format gives a model that loads and scores like the original
+// (F16/Q8_0 within rounding), with its tokenizer carried along.
+TEST(Cli, ConvertToEveryFormatKeepsThePerplexity) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/stories260K/stories260K.bin");
+  const std::string text = test::shared_path("data/tinystories-eval.txt");
+  auto ppl_of = [&](const std::string& m) {
+    const CommandResult r = run_llmpress("perplexity -m " + m + " -f " + text + " -c 128 --chunks 8 --no-progress");
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return std::stod(r.out.substr(r.out.find("ppl = ") + 6));
+  };
+  const double reference = ppl_of(model);
+  const std::vector<std::pair<std::string, double>> outputs = {
+      {"model.gguf --type F32", 1e-4}, {"q8.gguf --type Q8_0", 0.01}, {"hf --type F16", 0.002}, {"copy.bin", 1e-4}};
+  for (const auto& [args, tolerance] : outputs) {
+    const CommandResult r = run_llmpress("convert -m " + model + " -o " + dir.file(args));
+    ASSERT_EQ(r.exit_code, 0) << args << ": " << r.err;
+    const std::string out = dir.file(args.substr(0, args.find(' ')));
+    EXPECT_NEAR(ppl_of(out) / reference, 1.0, tolerance) << args;
+  }
+}
+
 }  // namespace
 }  // namespace llmpress

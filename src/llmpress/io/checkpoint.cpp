@@ -78,6 +78,8 @@ Checkpoint open_huggingface(const fs::path& path, const OpenOptions& options) {
     ck.tokenizer_file = (dir / "tokenizer.model").string();
   } else if (fs::is_regular_file(dir / "tokenizer.json")) {
     ck.tokenizer_file = (dir / "tokenizer.json").string();
+  } else {
+    ck.tokenizer_file = find_llama2c_tokenizer(dir.string());  // a llama2.c model converted to a folder
   }
   return ck;
 }
@@ -121,6 +123,7 @@ at::Tensor Checkpoint::load(const std::string& name, const at::Device& device) c
   }
   at::Tensor flat = at::empty({numel}, at::TensorOptions().dtype(at::kFloat));
   decode_to_f32(raw.type, raw.data, numel, flat.data_ptr<float>());
+  if (raw.mapping) raw.mapping->release(uint64_t(raw.data - raw.mapping->data()), raw.nbytes);
   if (raw.unpermute_rope_heads > 0) flat = unpermute_rope_rows(flat, raw);
   at::Tensor result = flat.reshape(raw.shape);
   return device == at::Device(at::kCPU) ? result : result.to(device);

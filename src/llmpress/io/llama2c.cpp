@@ -57,9 +57,11 @@ std::string layer_name(int64_t layer, const std::string& rest) {
   return "model.layers." + std::to_string(layer) + "." + rest;
 }
 
-std::string find_tokenizer(const std::string& path) {
+}  // namespace
+
+std::string find_llama2c_tokenizer(const std::string& directory) {
   namespace fs = std::filesystem;
-  const fs::path dir = fs::path(path).parent_path().empty() ? fs::path(".") : fs::path(path).parent_path();
+  const fs::path dir = directory.empty() ? fs::path(".") : fs::path(directory);
   if (fs::is_regular_file(dir / "tokenizer.bin")) return (dir / "tokenizer.bin").string();
   std::vector<std::string> candidates;
   std::error_code ec;
@@ -71,8 +73,6 @@ std::string find_tokenizer(const std::string& path) {
   }
   return candidates.size() == 1 ? candidates.front() : "";  // ambiguous: the user must pass --tokenizer
 }
-
-}  // namespace
 
 Checkpoint open_llama2c(const std::string& path, const std::string& tokenizer) {
   auto file = MappedFile::open(path);
@@ -192,7 +192,7 @@ Checkpoint open_llama2c(const std::string& path, const std::string& tokenizer) {
     tensors[i].data = file->data() + layout.offsets()[i];
     ck.tensors[tensors[i].name] = std::move(tensors[i]);
   }
-  ck.tokenizer_file = tokenizer.empty() ? find_tokenizer(path) : tokenizer;
+  ck.tokenizer_file = tokenizer.empty() ? find_llama2c_tokenizer(std::filesystem::path(path).parent_path().string()) : tokenizer;
   return ck;
 }
 

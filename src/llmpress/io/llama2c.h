@@ -10,4 +10,7 @@ class Checkpoint;
 // tokenizer.bin or tok*.bin beside the checkpoint (empty if none or several).
 Checkpoint open_llama2c(const std::string& path, const std::string& tokenizer = "");
 
+// A single tokenizer.bin or tok*.bin in DIRECTORY; empty when there is none or several.
+std::string find_llama2c_tokenizer(const std::string& directory);
+
 }  // namespace llmpress

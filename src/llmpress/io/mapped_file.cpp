@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "llmpress/core/error.h"
@@ -54,6 +55,15 @@ void MappedFile::require(uint64_t offset, uint64_t length, const std::string& wh
                                 ") but the file has " + std::to_string(size_) +
                                 " bytes (truncated or corrupt file?)");
   }
+}
+
+void MappedFile::release(uint64_t offset, uint64_t length) const {
+  if (!data_ || offset >= size_) return;
+  const uint64_t page = uint64_t(sysconf(_SC_PAGESIZE));
+  // Only whole pages inside the range: a page shared with a neighbouring tensor stays.
+  const uint64_t begin = (offset + page - 1) / page * page;
+  const uint64_t end = std::min(offset + length, size_) / page * page;
+  if (end > begin) ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 }  // namespace llmpress

@@ -21,6 +21,9 @@ class MappedFile {
 
   // Throws "PATH: <what> needs bytes [offset, offset+length) but the file has N bytes".
   void require(uint64_t offset, uint64_t length, const std::string& what) const;
+  // Drops the pages of [offset, offset+length) from this process's memory once they have been decoded;
+  // they are read again from the file if touched later. Keeps peak memory at one copy of the weights.
+  void release(uint64_t offset, uint64_t length) const;
 
  private:
   MappedFile() = default;

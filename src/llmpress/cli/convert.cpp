@@ -1,0 +1,85 @@
+// llmpress convert: rewrite a model in another format or element type (no compression method).
+#include <cstdio>
+#include <filesystem>
+
+#include "llmpress/cli/common.h"
+#include "llmpress/core/error.h"
+#include "llmpress/export/ggml_quantize.h"
+#include "llmpress/export/gguf_writer.h"
+#include "llmpress/export/llama2c_writer.h"
+#include "llmpress/export/safetensors_writer.h"
+
+namespace llmpress::cli {
+
+namespace {
+
+struct ConvertCommand {
+  ModelOptions model;
+  std::string output;
+  std::string format;  // gguf, hf, llama2c; default from the output name
+  std::string type = "F32";
+};
+
+std::string format_for(const ConvertCommand& command) {
+  if (!command.format.empty()) return command.format;
+  const std::string ext = std::filesystem::path(command.output).extension().string();
+  if (ext == ".gguf") return "gguf";
+  if (ext == ".bin") return "llama2c";
+  return "hf";
+}
+
+// Tokenizer files to copy into a Hugging Face folder: the model's own, and its tokenizer_config.json.
+std::vector<std::string> tokenizer_files_of(const Checkpoint& checkpoint) {
+  std::vector<std::string> files;
+  if (checkpoint.tokenizer_file.empty()) return files;
+  files.push_back(checkpoint.tokenizer_file);
+  const auto config = std::filesystem::path(checkpoint.tokenizer_file).parent_path() / "tokenizer_config.json";
+  if (std::filesystem::exists(config)) files.push_back(config.string());
+  return files;
+}
+
+void run(const ConvertCommand& command) {
+  const Checkpoint checkpoint = open_model(command.model);
+  const std::string format = format_for(command);
+  const TensorType type = ggml_type_from_name(command.type);
+
+  std::vector<NamedTensor> tensors;
+  for (const auto& [name, raw] : checkpoint.tensors) tensors.push_back({name, checkpoint.load(name)});
+
+  if (format == "gguf") {
+    const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
+    const auto choices = write_gguf_model(command.output, checkpoint.config, tensors, vocab, type);
+    for (const GgufTensorChoice& choice : choices)
+      if (!choice.note.empty()) std::fprintf(stderr, "note: %s: %s\n", choice.gguf_name.c_str(), choice.note.c_str());
+  } else if (format == "hf") {
+    HfCheckpointOptions options;
+    if (type == TensorType::F16) options.dtype = at::kHalf;
+    else if (type == TensorType::BF16) options.dtype = at::kBFloat16;
+    else if (type == TensorType::F32) options.dtype = at::kFloat;
+    else throw Error("--type " + command.type + ": Hugging Face safetensors hold F32, F16 or BF16");
+    write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files_of(checkpoint), options);
+  } else if (format == "llama2c") {
+    if (type != TensorType::F32) throw Error("--type " + command.type + ": llama2.c checkpoints are F32 only");
+    write_llama2c(command.output, checkpoint.config, tensors);
+  } else {
+    throw Error("--format " + format + ": use gguf, hf or llama2c");
+  }
+  std::printf("wrote %s (%s, %s)\n", command.output.c_str(), format.c_str(), command.type.c_str());
+}
+
+}  // namespace
+
+void register_convert(CLI::App& app) {
+  auto command = std::make_shared<ConvertCommand>();
+  CLI::App* sub = app.add_subcommand("convert", "write a model in another format or element type");
+  add_model_options(*sub, command->model);
+  sub->add_option("-o,--output", command->output,
+                  "output: FILE.gguf, FILE.bin (llama2.c) or a folder (Hugging Face safetensors)")
+      ->required();
+  sub->add_option("--format", command->format, "gguf, hf or llama2c (default: from the output name)");
+  sub->add_option("--type", command->type, "element type: F32, F16, BF16, Q8_0 or Q4_0 (GGUF)")
+      ->capture_default_str();
+  sub->callback([command] { run(*command); });
+}
+
+}  // namespace llmpress::cli
