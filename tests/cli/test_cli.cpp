@@ -118,6 +118,8 @@ TEST(Cli, ConvertToEveryFormatKeepsThePerplexity) {
     const std::string out = dir.file(args.substr(0, args.find(' ')));
     EXPECT_NEAR(ppl_of(out) / reference, 1.0, tolerance) << args;
   }
+  // The llama2.c tokenizer written beside copy.bin is byte-identical to the model's own tok512.bin.
+  EXPECT_EQ(slurp(dir.file("tokenizer.bin")), slurp(test::shared_path("models/stories260K/tok512.bin")));
 }
 
 }  // namespace

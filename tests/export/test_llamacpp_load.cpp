@@ -64,6 +64,33 @@ TEST(LlamaCppLoad, GutenbergGgufFilesGiveSanePerplexity) {
   }
 }
 
+// Every k-quant / legacy type we write, through llama-quantize style mixes: llama.cpp must load
+// each file and give a perplexity in line with the mix's bit rate.
+TEST(LlamaCppLoad, GutenbergMixesGiveSanePerplexity) {
+  const char* bin = std::getenv("LLMPRESS_LLAMACPP_BIN");
+  if (!bin || !*bin) GTEST_SKIP() << "set LLMPRESS_LLAMACPP_BIN to a folder with llama.cpp's llama-perplexity";
+  LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m/model.safetensors");
+  LLMPRESS_REQUIRE_SHARED("data/gutenberg-dev-eval.txt");
+  const Checkpoint checkpoint = open_checkpoint(test::shared_path("models/gutenberg-dev-llama-5m"));
+  const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
+  const std::vector<NamedTensor> tensors = test::load_all(checkpoint);
+  test::TempDir dir;
+  const std::string eval = test::shared_path("data/gutenberg-dev-eval.txt");
+  const std::string dense_path = output_dir(dir) + "/gutenberg-mix-F32.gguf";
+  write_gguf_model_mix(dense_path, checkpoint.config, tensors, vocab, "F32");
+  const double dense = llamacpp_perplexity(bin, dense_path, eval, 8);
+  std::printf("  F32: llama.cpp PPL %.4f\n", dense);
+  for (const char* mix : {"Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q4_1",
+                          "Q5_0", "Q5_1"}) {
+    const std::string path = output_dir(dir) + "/gutenberg-mix-" + mix + ".gguf";
+    write_gguf_model_mix(path, checkpoint.config, tensors, vocab, mix);
+    const double ppl = llamacpp_perplexity(bin, path, eval, 8);
+    std::printf("  %s: llama.cpp PPL %.4f\n", mix, ppl);
+    EXPECT_GT(ppl, dense * 0.98) << mix;
+    EXPECT_LT(ppl, dense * (std::string(mix) == "Q2_K" ? 3.0 : 1.5)) << mix;
+  }
+}
+
 // stories260K (64-wide rows, 172-wide ffn_down) read from llama.cpp's own GGUF and written back:
 // Q8_0 keeps ffn_down in F16 because 172 is not a multiple of the 32-element block.
 TEST(LlamaCppLoad, Stories260KGgufFilesRun) {
@@ -86,6 +113,12 @@ TEST(LlamaCppLoad, Stories260KGgufFilesRun) {
     if (type == TensorType::F32) EXPECT_NEAR(ppl, reference, reference * 1e-4);
     EXPECT_LT(ppl, reference * 1.05);
   }
+  // Rows of 64/172: every k-type falls back to a 32-block type or F16, as llama-quantize does.
+  const std::string path = output_dir(dir) + "/stories260K-mix-Q4_K_M.gguf";
+  write_gguf_model_mix(path, checkpoint.config, tensors, *checkpoint.vocab, "Q4_K_M");
+  const double ppl = llamacpp_perplexity(bin, path, test::shared_path("data/tinystories-eval.txt"), 8, 128);
+  std::printf("  Q4_K_M mix: llama.cpp PPL %.4f\n", ppl);
+  EXPECT_LT(ppl, reference * 1.3);
 }
 
 }  // namespace

@@ -396,7 +396,7 @@ TEST(Gguf, QuantizedTensorsDecode) {
   expect_tensor_equals(ck, "model.layers.0.mlp.up_proj.weight", up, {32, 32});
 
   for (auto& t : g.tensors)
-    if (t.name == "blk.0.ffn_up.weight") { t.type = 12; t.ne = {256, 4}; t.data.assign(4 * 144, 0); }  // Q4_K
+    if (t.name == "blk.0.ffn_up.weight") { t.type = 20; t.data.assign(32 * 18, 0); }  // IQ4_NL
   expect_gguf_error(g.build(), "cannot decode", /*convert=*/true);
 }
 

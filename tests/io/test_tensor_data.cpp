@@ -15,7 +15,8 @@ TEST(TensorData, TypeInfoAndBytes) {
   EXPECT_EQ(tensor_type_info(8u)->block_bytes, 34);
   EXPECT_EQ(tensor_type_info(2u)->block_bytes, 18);
   EXPECT_EQ(tensor_type_info(30u)->block_bytes, 2);
-  EXPECT_EQ(tensor_type_info(3u), nullptr);   // Q4_1: not decodable
+  EXPECT_EQ(tensor_type_info(3u)->block_bytes, 20);  // Q4_1
+  EXPECT_EQ(tensor_type_info(20u), nullptr);  // IQ4_NL: not decodable
   EXPECT_EQ(tensor_type_info(999u), nullptr);
   EXPECT_EQ(tensor_type_name(TensorType::Q8_0), "Q8_0");
   EXPECT_EQ(tensor_bytes(TensorType::F16, 10), 20u);

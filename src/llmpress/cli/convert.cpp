@@ -60,7 +60,12 @@ void run(const ConvertCommand& command) {
     write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files_of(checkpoint), options);
   } else if (format == "llama2c") {
     if (type != TensorType::F32) throw Error("--type " + command.type + ": llama2.c checkpoints are F32 only");
+    // run.c needs the tokenizer beside the model; never overwrite a different one already there.
+    const auto tokenizer_path = std::filesystem::path(command.output).parent_path() / "tokenizer.bin";
+    if (std::filesystem::exists(tokenizer_path) && tokenizer_path != std::filesystem::path(checkpoint.tokenizer_file))
+      throw Error(tokenizer_path.string() + " already exists; write the llama2.c model into another folder");
     write_llama2c(command.output, checkpoint.config, tensors);
+    write_llama2c_tokenizer(tokenizer_path.string(), load_tokenizer(checkpoint)->to_vocab());
   } else {
     throw Error("--format " + format + ": use gguf, hf or llama2c");
   }
@@ -77,7 +82,9 @@ void register_convert(CLI::App& app) {
                   "output: FILE.gguf, FILE.bin (llama2.c) or a folder (Hugging Face safetensors)")
       ->required();
   sub->add_option("--format", command->format, "gguf, hf or llama2c (default: from the output name)");
-  sub->add_option("--type", command->type, "element type: F32, F16, BF16, Q8_0 or Q4_0 (GGUF)")
+  sub->add_option("--type", command->type,
+                  "element type: F32, F16, BF16, or for GGUF a block type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+                  "Q2_K ... Q6_K; rows that do not fit fall back as llama-quantize does)")
       ->capture_default_str();
   sub->callback([command] { run(*command); });
 }

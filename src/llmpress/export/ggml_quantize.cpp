@@ -12,8 +12,6 @@
 namespace llmpress {
 namespace {
 
-constexpr int64_t kLegacyBlock = 32;
-
 void store_u16(uint8_t* dst, uint16_t v) {  // little-endian, alignment-free
   dst[0] = uint8_t(v & 0xff);
   dst[1] = uint8_t(v >> 8);
@@ -30,56 +28,23 @@ void encode_bf16(const float* src, int64_t count, uint8_t* dst) {
 }
 
 const GgmlEncoding kEncodings[] = {
-    {TensorType::F32, "F32", 1, 4, 0, false, encode_f32},
-    {TensorType::F16, "F16", 1, 2, 1, false, encode_f16},
-    {TensorType::BF16, "BF16", 1, 2, 32, false, encode_bf16},
-    {TensorType::Q8_0, "Q8_0", kLegacyBlock, 34, 7, true, quantize_q8_0},
-    {TensorType::Q4_0, "Q4_0", kLegacyBlock, 18, 2, true, quantize_q4_0},
+    {TensorType::F32, "F32", 1, 4, 0, false, encode_f32, nullptr},
+    {TensorType::F16, "F16", 1, 2, 1, false, encode_f16, nullptr},
+    {TensorType::BF16, "BF16", 1, 2, 32, false, encode_bf16, nullptr},
+    {TensorType::Q8_0, "Q8_0", kLegacyBlockElements, 34, 7, true, quantize_q8_0, nullptr},
+    {TensorType::Q4_0, "Q4_0", kLegacyBlockElements, 18, 2, true, quantize_q4_0, quantize_q4_0_weighted},
+    {TensorType::Q4_1, "Q4_1", kLegacyBlockElements, 20, 3, true, quantize_q4_1, quantize_q4_1_weighted},
+    {TensorType::Q5_0, "Q5_0", kLegacyBlockElements, 22, 8, true, quantize_q5_0, quantize_q5_0_weighted},
+    {TensorType::Q5_1, "Q5_1", kLegacyBlockElements, 24, 9, true, quantize_q5_1, quantize_q5_1_weighted},
+    // file_type for a single-type k-quant file: the mix whose default type it is (Q3_K_S, Q4_K_S, Q5_K_S).
+    {TensorType::Q2_K, "Q2_K", kSuperBlockElements, 84, 10, true, quantize_q2_k, quantize_q2_k_weighted},
+    {TensorType::Q3_K, "Q3_K", kSuperBlockElements, 110, 11, true, quantize_q3_k, quantize_q3_k_weighted},
+    {TensorType::Q4_K, "Q4_K", kSuperBlockElements, 144, 14, true, quantize_q4_k, quantize_q4_k_weighted},
+    {TensorType::Q5_K, "Q5_K", kSuperBlockElements, 176, 16, true, quantize_q5_k, quantize_q5_k_weighted},
+    {TensorType::Q6_K, "Q6_K", kSuperBlockElements, 210, 18, true, quantize_q6_k, quantize_q6_k_weighted},
 };
 
 }  // namespace
-
-// Q8_0: d = amax/127 in fp32, codes with the fp32 inverse and C roundf (half away from zero),
-// d stored as f16 afterwards (so dequantization uses the rounded d, as in ggml).
-void quantize_q8_0(const float* src, int64_t count, uint8_t* dst) {
-  for (int64_t b = 0; b < count / kLegacyBlock; ++b) {
-    const float* x = src + b * kLegacyBlock;
-    uint8_t* block = dst + b * 34;
-    float amax = 0.0f;
-    for (int64_t i = 0; i < kLegacyBlock; ++i) amax = std::max(amax, std::fabs(x[i]));
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    store_u16(block, f32_to_f16(d));
-    for (int64_t i = 0; i < kLegacyBlock; ++i) block[2 + i] = uint8_t(int8_t(std::roundf(x[i] * id)));
-  }
-}
-
-// Q4_0: the element of largest magnitude (first on ties, sign kept) maps to code 0 via
-// d = max / -8; other codes are trunc(x/d + 8.5) clamped to 15. Element j sits in the low
-// nibble of byte j, element j+16 in the high nibble.
-void quantize_q4_0(const float* src, int64_t count, uint8_t* dst) {
-  constexpr int64_t half = kLegacyBlock / 2;
-  for (int64_t b = 0; b < count / kLegacyBlock; ++b) {
-    const float* x = src + b * kLegacyBlock;
-    uint8_t* block = dst + b * 18;
-    float amax = 0.0f, max = 0.0f;
-    for (int64_t i = 0; i < kLegacyBlock; ++i) {
-      if (amax < std::fabs(x[i])) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
-    }
-    const float d = max / -8.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    store_u16(block, f32_to_f16(d));
-    for (int64_t j = 0; j < half; ++j) {
-      // The int8 cast truncates toward zero; x*id + 8.5 is >= 0.5 by construction.
-      const uint8_t lo = std::min<uint8_t>(15, uint8_t(int8_t(x[j] * id + 8.5f)));
-      const uint8_t hi = std::min<uint8_t>(15, uint8_t(int8_t(x[j + half] * id + 8.5f)));
-      block[2 + j] = uint8_t(lo | (hi << 4));
-    }
-  }
-}
 
 const GgmlEncoding& ggml_encoding(TensorType type) {
   for (const GgmlEncoding& e : kEncodings)
@@ -107,10 +72,22 @@ uint64_t ggml_encoded_bytes(TensorType type, int64_t row_elements, int64_t rows)
 }
 
 std::vector<uint8_t> encode_rows(TensorType type, const float* src, int64_t row_elements, int64_t rows) {
+  return encode_rows_weighted(type, src, row_elements, rows, nullptr);
+}
+
+std::vector<uint8_t> encode_rows_weighted(TensorType type, const float* src, int64_t row_elements, int64_t rows,
+                                          const float* importance) {
   const GgmlEncoding& e = ggml_encoding(type);
   std::vector<uint8_t> out(ggml_encoded_bytes(type, row_elements, rows));
   const uint64_t row_bytes = ggml_encoded_bytes(type, row_elements, 1);
-  for (int64_t r = 0; r < rows; ++r) e.encode(src + r * row_elements, row_elements, out.data() + r * row_bytes);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = src + r * row_elements;
+    uint8_t* dst = out.data() + r * row_bytes;
+    if (importance && e.encode_weighted)
+      e.encode_weighted(row, row_elements, importance, dst);
+    else
+      e.encode(row, row_elements, dst);
+  }
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/export/model_tensors.h"
 #include "llmpress/export/rope_layout.h"
+#include "llmpress/quant/type_mix.h"
 
 namespace llmpress {
 namespace {
@@ -170,7 +171,7 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
   GgufWriter gguf;
   gguf.set_string("general.architecture", config.architecture);
   if (!options.name.empty()) gguf.set_string("general.name", options.name);
-  gguf.set_u32("general.file_type", requested.llama_file_type);
+  gguf.set_u32("general.file_type", options.file_type.value_or(requested.llama_file_type));
   write_hparams(gguf, config, head_dim);
   write_vocab(gguf, vocab, config.vocab_size);
 
@@ -180,7 +181,14 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
     const at::Tensor& source = have.at(hf_name);
     GgufTensorChoice choice{gguf_tensor_name(hf_name), type, ""};
     const int64_t row = source.size(-1);
-    if (source.dim() == 1) {
+    const auto chosen = options.tensor_types.find(choice.gguf_name);
+    if (chosen != options.tensor_types.end()) {
+      choice.type = chosen->second;
+      const GgmlEncoding& e = ggml_encoding(choice.type);
+      if (row % e.block_elements != 0)
+        throw Error(target + ": " + choice.gguf_name + " has rows of " + std::to_string(row) +
+                    ", not a multiple of the " + e.name + " block");
+    } else if (source.dim() == 1) {
       choice.type = TensorType::F32;  // norms and biases stay F32, as llama.cpp's converter keeps them
     } else if (row % requested.block_elements != 0) {
       choice.type = options.fallback_type;
@@ -194,11 +202,20 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
     if (interleave_rope && hf_name.find("self_attn.q_proj.") != std::string::npos) rope_heads = config.num_heads;
     if (interleave_rope && hf_name.find("self_attn.k_proj.") != std::string::npos) rope_heads = kv_heads;
     const TensorType out_type = choice.type;
-    gguf.add_tensor(choice.gguf_name, out_type, source.sizes().vec(), [source, rope_heads, out_type] {
+    std::vector<float> importance;
+    const auto imp = options.importance.find(choice.gguf_name);
+    if (imp != options.importance.end()) {
+      if (int64_t(imp->second.size()) != row)
+        throw Error(target + ": importance for " + choice.gguf_name + " has " + std::to_string(imp->second.size()) +
+                    " values, the rows have " + std::to_string(row));
+      importance = imp->second;  // columns are not permuted by the RoPE layout change (rows are)
+    }
+    gguf.add_tensor(choice.gguf_name, out_type, source.sizes().vec(), [source, rope_heads, out_type, importance] {
       at::Tensor t = source.to(at::kCPU, at::kFloat).contiguous();
       if (rope_heads > 0) t = half_split_to_interleaved(t, rope_heads);
       const int64_t row_elements = t.size(-1);
-      return encode_rows(out_type, t.data_ptr<float>(), row_elements, t.numel() / row_elements);
+      return encode_rows_weighted(out_type, t.data_ptr<float>(), row_elements, t.numel() / row_elements,
+                                  importance.empty() ? nullptr : importance.data());
     });
     choices.push_back(choice);
   }
@@ -211,6 +228,29 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
   }
   if (any_quantized) gguf.set_u32("general.quantization_version", kQuantizationVersion);
   gguf.write(path);
+  return choices;
+}
+
+std::vector<GgufTensorChoice> write_gguf_model_mix(const std::string& path, const ModelConfig& config,
+                                                   const std::vector<NamedTensor>& tensors, const Vocab& vocab,
+                                                   const std::string& mix_name, const std::vector<std::string>& overrides,
+                                                   GgufModelOptions options) {
+  const QuantMix& mix = quant_mix(mix_name);
+  std::vector<TensorShape> shapes;
+  for (const NamedTensor& t : tensors) {
+    const std::string name = gguf_tensor_name(t.name);
+    if (!name.empty()) shapes.push_back({name, t.tensor.sizes().vec()});
+  }
+  options.tensor_types.clear();
+  std::map<std::string, std::string> notes;
+  for (const TensorTypeChoice& c : choose_tensor_types(config, shapes, mix.name, overrides)) {
+    options.tensor_types[c.name] = c.type;
+    if (!c.note.empty()) notes[c.name] = c.note;
+  }
+  options.file_type = mix.file_type;
+  std::vector<GgufTensorChoice> choices = write_gguf_model(path, config, tensors, vocab, mix.default_type, options);
+  for (GgufTensorChoice& c : choices)
+    if (notes.count(c.gguf_name)) c.note = notes[c.gguf_name];
   return choices;
 }
 

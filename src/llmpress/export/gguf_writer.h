@@ -3,6 +3,8 @@
 // write_gguf_model(), which lays out a Llama-family model the way llama.cpp loads it.
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -85,6 +87,14 @@ struct GgufModelOptions {
   // Weights whose rows are not a whole number of blocks of the requested type fall back to this
   // type (llama-quantize does the same), instead of failing.
   TensorType fallback_type = TensorType::F16;
+  // Per-tensor types by GGUF name (e.g. from choose_tensor_types); they replace `type` for the
+  // tensors they name. Rows must fit the given type's block.
+  std::map<std::string, TensorType> tensor_types;
+  // general.file_type (llama_ftype numbering); unset = the one of `type`.
+  std::optional<uint32_t> file_type;
+  // Per-column importance (imatrix entry, one value per row element) by GGUF name: those tensors
+  // use the importance-weighted quantizers (llama-quantize --imatrix).
+  std::map<std::string, std::vector<float>> importance;
 };
 
 // What write_gguf_model decided for one tensor.
@@ -102,6 +112,14 @@ struct GgufTensorChoice {
 std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const ModelConfig& config,
                                                const std::vector<NamedTensor>& tensors, const Vocab& vocab,
                                                TensorType type, const GgufModelOptions& options = {});
+
+// write_gguf_model with a llama-quantize mix (Q4_K_M, Q3_K_S, Q8_0, F16, ...; quant/type_mix.h):
+// per-tensor types as llama-quantize chooses them, `overrides` "REGEX=TYPE" on GGUF names, and
+// general.file_type of the mix. options.tensor_types/file_type are replaced.
+std::vector<GgufTensorChoice> write_gguf_model_mix(const std::string& path, const ModelConfig& config,
+                                                   const std::vector<NamedTensor>& tensors, const Vocab& vocab,
+                                                   const std::string& mix, const std::vector<std::string>& overrides = {},
+                                                   GgufModelOptions options = {});
 
 // GGUF tensor name for a Hugging Face name ("" when it has no GGUF counterpart).
 std::string gguf_tensor_name(const std::string& hf_name);

@@ -1,5 +1,6 @@
 #include "llmpress/export/llama2c_writer.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
@@ -85,6 +86,28 @@ void write_llama2c(const std::string& path, const ModelConfig& config, const std
 
   if (!config.tie_word_embeddings) write_f32(file, w.at("lm_head.weight"));
   file.commit();
+}
+
+void write_llama2c_tokenizer(const std::string& path, const Vocab& vocab) {
+  if (vocab.model != "llama")
+    throw Error(path + ": llama2.c tokenizers are SentencePiece-style; a '" + vocab.model + "' vocabulary cannot be written");
+  const std::string space_marker = "\xe2\x96\x81";  // U+2581
+  std::string body;
+  uint32_t max_length = 0;
+  for (size_t id = 0; id < vocab.tokens.size(); ++id) {
+    std::string piece = vocab.tokens[id];
+    if (int64_t(id) == vocab.bos_id) piece = "\n<s>\n";
+    if (int64_t(id) == vocab.eos_id) piece = "\n</s>\n";
+    for (size_t at = piece.find(space_marker); at != std::string::npos; at = piece.find(space_marker, at + 1))
+      piece.replace(at, space_marker.size(), " ");
+    const float score = id < vocab.scores.size() ? vocab.scores[id] : 0.0f;
+    const uint32_t length = uint32_t(piece.size());
+    max_length = std::max(max_length, length);
+    body.append(reinterpret_cast<const char*>(&score), 4);
+    body.append(reinterpret_cast<const char*>(&length), 4);
+    body += piece;
+  }
+  write_file_atomic(path, std::string(reinterpret_cast<const char*>(&max_length), 4) + body);
 }
 
 }  // namespace llmpress

@@ -5,6 +5,7 @@
 
 #include "llmpress/export/named_tensor.h"
 #include "llmpress/io/model_config.h"
+#include "llmpress/io/vocab.h"
 
 namespace llmpress {
 
@@ -14,5 +15,9 @@ namespace llmpress {
 // cannot express: architectures with biases (qwen2, attention_bias), head_dim != hidden/heads,
 // rope_theta other than 10000 (run.c hard-codes it), rope scaling.
 void write_llama2c(const std::string& path, const ModelConfig& config, const std::vector<NamedTensor>& tensors);
+
+// llama2.c tokenizer.bin (formats.md 6.3) from a SentencePiece-style vocabulary: "\u2581" becomes a space,
+// BOS/EOS become "\n<s>\n"/"\n</s>\n" as llama2.c's export does. Byte-level BPE vocabularies are refused.
+void write_llama2c_tokenizer(const std::string& path, const Vocab& vocab);
 
 }  // namespace llmpress

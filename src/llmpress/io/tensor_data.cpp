@@ -5,6 +5,7 @@
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/half.h"
+#include "llmpress/quant/ggml_blocks.h"
 
 namespace llmpress {
 
@@ -17,6 +18,14 @@ const TensorTypeInfo kF16{"F16", 1, 2};
 const TensorTypeInfo kBF16{"BF16", 1, 2};
 const TensorTypeInfo kQ4_0{"Q4_0", kQBlock, 18};
 const TensorTypeInfo kQ8_0{"Q8_0", kQBlock, 34};
+const TensorTypeInfo kQ4_1{"Q4_1", kQBlock, 20};
+const TensorTypeInfo kQ5_0{"Q5_0", kQBlock, 22};
+const TensorTypeInfo kQ5_1{"Q5_1", kQBlock, 24};
+const TensorTypeInfo kQ2_K{"Q2_K", kSuperBlockElements, 84};
+const TensorTypeInfo kQ3_K{"Q3_K", kSuperBlockElements, 110};
+const TensorTypeInfo kQ4_K{"Q4_K", kSuperBlockElements, 144};
+const TensorTypeInfo kQ5_K{"Q5_K", kSuperBlockElements, 176};
+const TensorTypeInfo kQ6_K{"Q6_K", kSuperBlockElements, 210};
 
 uint16_t read_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
 
@@ -29,6 +38,14 @@ const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id) {
     case uint32_t(TensorType::BF16): return &kBF16;
     case uint32_t(TensorType::Q4_0): return &kQ4_0;
     case uint32_t(TensorType::Q8_0): return &kQ8_0;
+    case uint32_t(TensorType::Q4_1): return &kQ4_1;
+    case uint32_t(TensorType::Q5_0): return &kQ5_0;
+    case uint32_t(TensorType::Q5_1): return &kQ5_1;
+    case uint32_t(TensorType::Q2_K): return &kQ2_K;
+    case uint32_t(TensorType::Q3_K): return &kQ3_K;
+    case uint32_t(TensorType::Q4_K): return &kQ4_K;
+    case uint32_t(TensorType::Q5_K): return &kQ5_K;
+    case uint32_t(TensorType::Q6_K): return &kQ6_K;
     default: return nullptr;
   }
 }
@@ -61,6 +78,27 @@ int64_t RawTensor::numel() const {
 }
 
 void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* dst) {
+  // The newer block types decode with the quantizers' own dequantize_* (ggml's arithmetic);
+  // F16/BF16/Q4_0/Q8_0 keep this file's independent decoders.
+  void (*block_decoder)(const uint8_t*, int64_t, float*) = nullptr;
+  switch (type) {
+    case TensorType::Q4_1: block_decoder = dequantize_q4_1; break;
+    case TensorType::Q5_0: block_decoder = dequantize_q5_0; break;
+    case TensorType::Q5_1: block_decoder = dequantize_q5_1; break;
+    case TensorType::Q2_K: block_decoder = dequantize_q2_k; break;
+    case TensorType::Q3_K: block_decoder = dequantize_q3_k; break;
+    case TensorType::Q4_K: block_decoder = dequantize_q4_k; break;
+    case TensorType::Q5_K: block_decoder = dequantize_q5_k; break;
+    case TensorType::Q6_K: block_decoder = dequantize_q6_k; break;
+    default: break;
+  }
+  if (block_decoder) {
+    const TensorTypeInfo& info = tensor_type_info(type);
+    if (count % info.block_elements != 0)
+      throw Error(std::string(info.name) + " data of " + std::to_string(count) + " elements is not whole blocks");
+    block_decoder(src, count, dst);
+    return;
+  }
   switch (type) {
     case TensorType::F32:
       std::memcpy(dst, src, size_t(count) * 4);  // little-endian host assumed (x86/ARM)
@@ -95,6 +133,7 @@ void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* ds
       }
       return;
     }
+    default: break;
   }
   throw Error("internal: cannot decode tensor type id " + std::to_string(uint32_t(type)));
 }
