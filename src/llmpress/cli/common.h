@@ -26,6 +26,7 @@ at::Device parse_device(const std::string& name);
 void register_perplexity(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_info(CLI::App& app);
+void register_quantize(CLI::App& app);
 void register_convert(CLI::App& app);
 
 }  // namespace llmpress::cli

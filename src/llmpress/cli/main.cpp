@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   llmpress::cli::register_info(app);
   llmpress::cli::register_perplexity(app);
   llmpress::cli::register_generate(app);
+  llmpress::cli::register_quantize(app);
   llmpress::cli::register_convert(app);
   try {
     app.parse(argc, argv);

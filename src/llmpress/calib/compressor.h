@@ -1,0 +1,33 @@
+#pragma once
+// A compression method that rewrites one linear layer at a time from statistics of its input
+// (quantizers, pruners, low-rank factorizations). One algorithm per file behind this interface;
+// the sequential engine (engine.h) drives it.
+#include <map>
+#include <memory>
+#include <string>
+
+#include "llmpress/calib/observers.h"
+#include "llmpress/model/linear.h"
+
+namespace llmpress {
+
+class Compressor {
+ public:
+  virtual ~Compressor() = default;
+  // Short description for logs and for checking that a resumed job uses the same method.
+  virtual std::string describe() const = 0;
+  virtual StatsRequest needs() const = 0;
+  // `name` is the Hugging Face name without ".weight" ("model.layers.3.self_attn.q_proj").
+  // Returns the replacement weight (it may return linear.weight unchanged). Must not modify
+  // `stats`: layers that share an input share it.
+  virtual std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,
+                                                 const InputStats& stats) = 0;
+
+  // Saving and restoring the weights this compressor produces (the engine's resume files).
+  // The default handles dense weights; compressors that produce other kinds override both.
+  virtual std::map<std::string, at::Tensor> save(const LinearWeight& weight) const;
+  virtual std::shared_ptr<LinearWeight> restore(const std::string& kind,
+                                                const std::map<std::string, at::Tensor>& state) const;
+};
+
+}  // namespace llmpress

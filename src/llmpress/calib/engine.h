@@ -1,0 +1,69 @@
+#pragma once
+// The sequential calibration engine (GPTQ / SparseGPT papers): calibration tokens go through the
+// model one decoder layer at a time; each layer is compressed from statistics of its own inputs
+// (which already reflect every earlier compressed layer), then its outputs are recomputed with the
+// compressed weights and become the next layer's inputs.
+//
+// Memory: only one decoder layer's weights are resident (plus embeddings, final norm and head),
+// but the hidden states of ALL calibration samples are: [nsamples, seqlen, hidden] float32 for the
+// layer inputs plus the same again for its outputs (128 x 512 x 4096 x 4 B = 1 GiB each for a 7B).
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "llmpress/calib/compressor.h"
+#include "llmpress/model/transformer.h"
+
+namespace llmpress {
+
+class Checkpoint;
+
+struct EngineOptions {
+  at::Device device = at::kCPU;
+  // Compress in execution order q,k,v -> o -> gate,up -> down, recapturing the inputs after each
+  // group so that later sublayers see the compressed earlier ones (the GPTQ reference's
+  // --true-sequential). Otherwise all seven are compressed from one capture of the dense layer.
+  bool true_sequential = true;
+  int64_t batch_samples = 8;  // calibration samples per forward pass
+  // Also measure each linear layer's output error ||(W - W')X||^2 (adds a Hessian if the
+  // compressor does not ask for one).
+  bool measure_errors = false;
+  // Resume files: after each finished layer, the compressed layer and the next layer's inputs are
+  // written here (atomically). Empty: no resume files.
+  std::string work_dir;
+  bool resume = false;  // continue from the last finished layer recorded in work_dir
+  bool progress = true;
+  // Called for every finished layer in order (also for layers restored on resume) with the
+  // compressed layer and its outputs [nsamples, seqlen, hidden] (undefined for restored layers
+  // other than the last).
+  std::function<void(int64_t index, const DecoderLayer& layer, const at::Tensor& outputs)> on_layer;
+};
+
+struct LinearReport {
+  std::string name;  // model.layers.3.self_attn.q_proj
+  std::string kind;  // kind of the replacement weight
+  int64_t parameters = 0;
+  int64_t storage_bits = 0;
+  // ||(W - W')X||^2 summed over calibration tokens, and relative to ||WX||^2 (measure_errors).
+  double output_error = -1;
+  double relative_error = -1;
+};
+
+struct EngineResult {
+  std::vector<LinearReport> linears;  // layers finished in this run, in order
+  at::Tensor final_hidden;            // outputs of the last layer [nsamples, seqlen, hidden]
+  int64_t resumed_layers = 0;         // layers restored from work_dir
+  double seconds = 0;
+};
+
+// tokens: [nsamples, seqlen] int64 calibration windows. `shell` is Transformer::load_shell of the
+// checkpoint on options.device; its layers are left empty (the caller gets them via on_layer).
+EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer& shell, const at::Tensor& tokens,
+                                 Compressor& compressor, const EngineOptions& options);
+
+// The seven linear layers of a decoder layer grouped by shared input, in execution order.
+const std::vector<std::vector<std::string>>& linear_groups();
+
+}  // namespace llmpress

@@ -1,0 +1,82 @@
+// llmpress quantize end to end on stories260K: the output loads and keeps a sane perplexity.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "test_util.h"
+
+namespace llmpress {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+RunResult llmpress(const std::string& args) {
+  test::TempDir dir;
+  const std::string command =
+      std::string(LLMPRESS_BINARY) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
+  const int status = std::system(command.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(dir.file("out"));
+  r.err = slurp(dir.file("err"));
+  return r;
+}
+
+double perplexity_of(const std::string& model, const std::string& text) {
+  const RunResult r = llmpress("perplexity -m " + model + " -f " + text + " -c 128 --chunks 8 --json --no-progress");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const size_t at = r.out.find("\"perplexity\":");
+  if (at == std::string::npos) return -1;
+  return std::stod(r.out.substr(at + 13));
+}
+
+TEST(CliQuantize, GptqFakeQuantizedCheckpointLoadsWithSanePerplexity) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  LLMPRESS_REQUIRE_SHARED("data/tinystories-calib.txt");
+  const std::string model = test::shared_path("models/stories260K/stories260K.bin");
+  const std::string eval = test::shared_path("data/tinystories-eval.txt");
+  test::TempDir dir;
+  const RunResult q = llmpress("quantize -m " + model + " -o " + dir.file("q4") + " --method gptq --bits 4 --group 32 " +
+                         "--calib " + test::shared_path("data/tinystories-calib.txt") +
+                         " --nsamples 8 --seqlen 64 --verbose --no-progress");
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_NE(q.out.find("bits/weight"), std::string::npos) << q.out;
+  EXPECT_NE(q.out.find("model.layers.0.self_attn.q_proj"), std::string::npos) << q.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("q4/tokenizer.model")));
+
+  const double dense = perplexity_of(model, eval), quantized = perplexity_of(dir.file("q4"), eval);
+  EXPECT_GT(dense, 1.0);
+  EXPECT_TRUE(std::isfinite(quantized));
+  EXPECT_GE(quantized, dense * 0.98);
+  EXPECT_LT(quantized, dense * 1.5) << "dense " << dense << ", 4-bit gptq " << quantized;
+}
+
+TEST(CliQuantize, ClearErrors) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const std::string model = test::shared_path("models/stories260K/stories260K.bin");
+  test::TempDir dir;
+  RunResult r = llmpress("quantize -m " + model + " -o " + dir.file("x") + " --method rtn --format gguf");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not available yet"), std::string::npos) << r.err;
+  r = llmpress("quantize -m " + model + " -o " + dir.file("x") + " --method gptq");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--calib"), std::string::npos) << r.err;
+  r = llmpress("quantize -m " + model + " -o " + dir.file("x") + " --method rtn --bits 9");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
+}
+
+}  // namespace
+}  // namespace llmpress
