@@ -1,38 +1,14 @@
 // The llmpress binary as a user runs it: output format, exit codes, error messages.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <fstream>
-#include <sstream>
-
-#include "test_util.h"
+#include "cli/cli_test_util.h"
 
 namespace llmpress {
 namespace {
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-CommandResult run_llmpress(const std::string& args) {
-  test::TempDir dir;
-  const std::string command =
-      std::string(LLMPRESS_BINARY) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
-  const int status = std::system(command.c_str());
-  CommandResult result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.out = slurp(dir.file("out"));
-  result.err = slurp(dir.file("err"));
-  return result;
-}
+using test::CommandResult;
+using test::run_llmpress;
+using test::slurp;
 
 TEST(Cli, HelpListsEverySubcommand) {
   const CommandResult r = run_llmpress("--help");

@@ -1,38 +1,14 @@
 // llmpress quantize end to end on stories260K: the output loads and keeps a sane perplexity.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <fstream>
-#include <sstream>
-
-#include "test_util.h"
+#include "cli/cli_test_util.h"
 
 namespace llmpress {
 namespace {
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
+using RunResult = test::CommandResult;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-RunResult llmpress(const std::string& args) {
-  test::TempDir dir;
-  const std::string command =
-      std::string(LLMPRESS_BINARY) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(dir.file("out"));
-  r.err = slurp(dir.file("err"));
-  return r;
-}
+RunResult llmpress(const std::string& args) { return test::run_llmpress(args); }
 
 double perplexity_of(const std::string& model, const std::string& text) {
   const RunResult r = llmpress("perplexity -m " + model + " -f " + text + " -c 128 --chunks 8 --json --no-progress");

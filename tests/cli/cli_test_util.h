@@ -1,0 +1,38 @@
+#pragma once
+// Runs the llmpress binary as a user would and captures what it printed.
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "test_util.h"
+
+namespace llmpress::test {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline CommandResult run_llmpress(const std::string& args) {
+  TempDir dir;
+  const std::string command =
+      std::string(LLMPRESS_BINARY) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
+  const int status = std::system(command.c_str());
+  CommandResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  result.out = slurp(dir.file("out"));
+  result.err = slurp(dir.file("err"));
+  return result;
+}
+
+}  // namespace llmpress::test
