@@ -98,5 +98,27 @@ TEST(Cli, ConvertToEveryFormatKeepsThePerplexity) {
   EXPECT_EQ(slurp(dir.file("tokenizer.bin")), slurp(test::shared_path("models/stories260K/tok512.bin")));
 }
 
+// A llama-quantize mix chooses per-tensor types (Q4_K_M: Q6_K for some attn_v / ffn_down, Q4_K
+// elsewhere, norms F32) and keeps the perplexity close to the dense model's.
+TEST(Cli, ConvertWithLlamaQuantizeMix) {
+  LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m/model.safetensors");
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/gutenberg-dev-llama-5m");
+  CommandResult r = run_llmpress("convert -m " + model + " -o " + dir.file("q4km.gguf") + " --type Q4_K_M");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_llmpress("info -m " + dir.file("q4km.gguf") + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* type : {"\"Q4_K\"", "\"Q6_K\"", "\"F32\""}) EXPECT_NE(r.out.find(type), std::string::npos) << type;
+  auto ppl_of = [&](const std::string& m) {
+    const CommandResult p = run_llmpress("perplexity -m " + m + " -f " + test::shared_path("data/gutenberg-dev-eval.txt") +
+                                         " -c 256 --chunks 8 --no-progress");
+    EXPECT_EQ(p.exit_code, 0) << p.err;
+    return std::stod(p.out.substr(p.out.find("ppl = ") + 6));
+  };
+  EXPECT_NEAR(ppl_of(dir.file("q4km.gguf")) / ppl_of(model), 1.0, 0.02);
+  r = run_llmpress("convert -m " + model + " -o " + dir.file("bad.gguf") + " --type Q4_K --tensor-type attn_v=Q8_0");
+  EXPECT_EQ(r.exit_code, 1);
+}
+
 }  // namespace
 }  // namespace llmpress

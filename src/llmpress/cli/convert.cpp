@@ -1,4 +1,5 @@
 // llmpress convert: rewrite a model in another format or element type (no compression method).
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 
@@ -8,6 +9,7 @@
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/export/llama2c_writer.h"
 #include "llmpress/export/safetensors_writer.h"
+#include "llmpress/quant/type_mix.h"
 
 namespace llmpress::cli {
 
@@ -18,7 +20,17 @@ struct ConvertCommand {
   std::string output;
   std::string format;  // gguf, hf, llama2c; default from the output name
   std::string type = "F32";
+  std::vector<std::string> tensor_types;  // REGEX=TYPE overrides on GGUF tensor names
 };
+
+// True when `name` is one of llama-quantize's mixes (Q4_K_M, Q8_0, ...), compared case-insensitively.
+bool is_mix(const std::string& name) {
+  std::string upper = name;
+  for (char& c : upper) c = char(std::toupper(static_cast<unsigned char>(c)));
+  for (const std::string& mix : quant_mix_names())
+    if (mix == upper) return true;
+  return false;
+}
 
 std::string format_for(const ConvertCommand& command) {
   if (!command.format.empty()) return command.format;
@@ -41,14 +53,20 @@ std::vector<std::string> tokenizer_files_of(const Checkpoint& checkpoint) {
 void run(const ConvertCommand& command) {
   const Checkpoint checkpoint = open_model(command.model);
   const std::string format = format_for(command);
-  const TensorType type = ggml_type_from_name(command.type);
+  // A llama-quantize mix chooses per-tensor types as llama-quantize does; other names are one type for all.
+  const bool mix = format == "gguf" && is_mix(command.type);
+  const TensorType type = mix ? quant_mix(command.type).default_type : ggml_type_from_name(command.type);
+  if (!command.tensor_types.empty() && !mix)
+    throw Error("--tensor-type needs a GGUF output and a mix as --type (e.g. --type Q4_K_M)");
 
   std::vector<NamedTensor> tensors;
   for (const auto& [name, raw] : checkpoint.tensors) tensors.push_back({name, checkpoint.load(name)});
 
   if (format == "gguf") {
     const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
-    const auto choices = write_gguf_model(command.output, checkpoint.config, tensors, vocab, type);
+    const auto choices = mix ? write_gguf_model_mix(command.output, checkpoint.config, tensors, vocab, command.type,
+                                                    command.tensor_types)
+                             : write_gguf_model(command.output, checkpoint.config, tensors, vocab, type);
     for (const GgufTensorChoice& choice : choices)
       if (!choice.note.empty()) std::fprintf(stderr, "note: %s: %s\n", choice.gguf_name.c_str(), choice.note.c_str());
   } else if (format == "hf") {
@@ -83,9 +101,12 @@ void register_convert(CLI::App& app) {
       ->required();
   sub->add_option("--format", command->format, "gguf, hf or llama2c (default: from the output name)");
   sub->add_option("--type", command->type,
-                  "element type: F32, F16, BF16, or for GGUF a block type (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
-                  "Q2_K ... Q6_K; rows that do not fit fall back as llama-quantize does)")
+                  "element type: F32, F16, BF16; for GGUF also a llama-quantize mix (Q2_K, Q3_K_S/M/L, Q4_K_S/M, "
+                  "Q5_K_S/M, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: per-tensor types chosen as llama-quantize does, "
+                  "round-to-nearest) or one block type for every weight (Q3_K, Q4_K, Q5_K)")
       ->capture_default_str();
+  sub->add_option("--tensor-type", command->tensor_types,
+                  "REGEX=TYPE: store GGUF tensors whose name matches REGEX as TYPE (with a mix; repeatable)");
   sub->callback([command] { run(*command); });
 }
 
