@@ -33,9 +33,7 @@ Checkpoint open_model(const ModelOptions& options) {
   if (options.threads > 0) at::set_num_threads(options.threads);
   OpenOptions open;
   open.tokenizer = options.tokenizer;
-  Checkpoint checkpoint = open_checkpoint(options.model, open);
-  check_tensors_against_config(checkpoint);
-  return checkpoint;
+  return open_checkpoint(options.model, open);  // checks the tensors against the config
 }
 
 }  // namespace llmpress::cli

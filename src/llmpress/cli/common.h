@@ -18,7 +18,7 @@ struct ModelOptions {
 };
 
 void add_model_options(CLI::App& command, ModelOptions& options);
-// Sets threads, opens the checkpoint (checks it), returns it.
+// Sets threads, opens the checkpoint (open_checkpoint checks it), returns it.
 Checkpoint open_model(const ModelOptions& options);
 at::Device parse_device(const std::string& name);
 
