@@ -1,4 +1,5 @@
-// llmpress quantize: post-training quantization (RTN, GPTQ) through the sequential engine.
+// llmpress quantize: post-training quantization (RTN, GPTQ) through the sequential engine, to an
+// integer grid (dense fake-quantized output) or to llama.cpp block types (GGUF).
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -8,10 +9,15 @@
 #include "llmpress/cli/common.h"
 #include "llmpress/core/error.h"
 #include "llmpress/data/calibration.h"
+#include "llmpress/export/gguf_writer.h"
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/model/transformer.h"
+#include "llmpress/quant/ggml_rtn.h"
+#include "llmpress/quant/ggml_weight.h"
 #include "llmpress/quant/gptq.h"
+#include "llmpress/quant/gptq_ggml.h"
 #include "llmpress/quant/rtn.h"
+#include "llmpress/quant/type_mix.h"
 
 namespace llmpress::cli {
 
@@ -24,6 +30,8 @@ struct QuantizeCommand {
   std::string output;
   std::string method = "gptq";
   std::string format = "dense";
+  std::string type = "Q4_K_M";             // --format gguf: llama-quantize mix
+  std::vector<std::string> tensor_types;  // --format gguf: REGEX=TYPE overrides on GGUF names
   GptqOptions gptq;
   std::string calib_file;
   CalibrationOptions calib;
@@ -83,28 +91,68 @@ void collect_tokenizer_files(const Checkpoint& checkpoint, TokenizerFiles& out) 
 
 double mib(double bits) { return bits / 8.0 / 1048576.0; }
 
+// Per-linear GGUF types of a llama-quantize mix, by Hugging Face linear name (no ".weight"),
+// and the notes (fallbacks, overrides) for the summary.
+std::map<std::string, TensorType> linear_types_for_mix(const ModelConfig& config, const std::string& mix,
+                                                       const std::vector<std::string>& overrides) {
+  std::vector<TensorShape> shapes;
+  std::map<std::string, std::string> hf_of;
+  for (const auto& [hf_name, shape] : expected_tensor_shapes(config)) {
+    const std::string name = gguf_tensor_name(hf_name);
+    if (name.empty()) continue;
+    shapes.push_back({name, shape});
+    hf_of[name] = hf_name;
+  }
+  std::map<std::string, TensorType> types;
+  for (const TensorTypeChoice& c : choose_tensor_types(config, shapes, mix, overrides)) {
+    const std::string& hf = hf_of[c.name];
+    if (hf.rfind("model.layers.", 0) == 0 && hf.size() > 7 && hf.compare(hf.size() - 7, 7, ".weight") == 0 &&
+        hf.find("_proj.") != std::string::npos)
+      types[hf.substr(0, hf.size() - 7)] = c.type;
+  }
+  return types;
+}
+
+std::unique_ptr<Compressor> make_compressor(const QuantizeCommand& command, const ModelConfig& config) {
+  if (command.format == "gguf") {
+    auto types = linear_types_for_mix(config, command.type, command.tensor_types);
+    if (command.method == "rtn") return std::make_unique<GgmlRtnCompressor>(types, !command.calib_file.empty());
+    return std::make_unique<GgmlGptqCompressor>(types, command.gptq);
+  }
+  if (command.method == "rtn") return std::make_unique<RtnCompressor>(command.gptq.grid);
+  return std::make_unique<GptqCompressor>(command.gptq);
+}
+
+// llama.cpp's imatrix entry for output.weight: per-column sum of squares of the head's input.
+std::vector<float> head_importance(const Transformer& shell, const at::Tensor& final_hidden) {
+  const at::Tensor x = final_hidden.to(at::kFloat).reshape({-1, final_hidden.size(-1)});
+  const at::Tensor normed = x * at::rsqrt(x.pow(2).mean(-1, true) + shell.config.rms_norm_eps) * shell.norm.to(x.device());
+  const at::Tensor sums = normed.to(at::kDouble).pow(2).sum(0).to(at::kCPU, at::kFloat).contiguous();
+  return std::vector<float>(sums.data_ptr<float>(), sums.data_ptr<float>() + sums.numel());
+}
+
 void run(QuantizeCommand command) {
-  if (command.format == "gguf" || command.format == "gptq")
-    throw Error("--format " + command.format + " is not available yet (it needs the packed block writers); "
-                "use --format dense for a fake-quantized checkpoint");
-  if (command.format != "dense") throw Error("--format: unknown format '" + command.format + "' (dense)");
+  if (command.format == "gptq")
+    throw Error("--format gptq is not available yet; use --format gguf (llama.cpp) or --format dense");
+  if (command.format != "dense" && command.format != "gguf")
+    throw Error("--format: unknown format '" + command.format + "' (dense, gguf)");
   if (command.method != "rtn" && command.method != "gptq")
     throw Error("--method: unknown method '" + command.method + "' (rtn, gptq)");
   if (command.method == "gptq" && command.calib_file.empty())
     throw Error("--method gptq needs calibration text: --calib FILE (plain text or .jsonl)");
+  if (command.format == "gguf") quant_mix(command.type);  // unknown mix: fail before any work
+  else if (!command.tensor_types.empty()) throw Error("--tensor-type needs --format gguf");
   command.gptq.grid.check();
 
   const Checkpoint checkpoint = open_model(command.model);
   const at::Device device = parse_device(command.model.device);
-  std::unique_ptr<Compressor> compressor;
-  if (command.method == "rtn") compressor = std::make_unique<RtnCompressor>(command.gptq.grid);
-  else compressor = std::make_unique<GptqCompressor>(command.gptq);
+  std::unique_ptr<Compressor> compressor = make_compressor(command, checkpoint.config);
 
   at::Tensor tokens = at::zeros({0, 1}, at::kLong);  // RTN without calibration: no samples to run
-  // RTN reads no statistics: its calibration text only serves the --verbose error report.
-  const bool needs_calibration = command.method == "gptq" || command.verbose;
+  // Plain RTN onto an integer grid reads no statistics: calibration only serves --verbose there.
+  const bool needs_calibration = command.method == "gptq" || command.format == "gguf" || command.verbose;
   if (!command.calib_file.empty() && !needs_calibration)
-    std::fprintf(stderr, "note: rtn uses no calibration data; --calib only matters with --verbose\n");
+    std::fprintf(stderr, "note: rtn onto an integer grid uses no calibration data; --calib only matters with --verbose\n");
   if (!command.calib_file.empty() && needs_calibration) {
     const auto tokenizer = load_tokenizer(checkpoint);
     const std::vector<int32_t> stream = tokenizer->encode(read_calibration_text(command.calib_file));
@@ -120,6 +168,7 @@ void run(QuantizeCommand command) {
                                       {"model.norm.weight", shell.norm.to(at::kCPU)}};
   if (!shell.lm_head.weight->dense().is_same(shell.embed_tokens))
     tensors.push_back({"lm_head.weight", shell.lm_head.weight->dense().to(at::kCPU)});
+  GgufModelOptions gguf;
   int64_t quantized_bits = 0, quantized_params = 0;
   EngineOptions options;
   options.device = device;
@@ -134,7 +183,15 @@ void run(QuantizeCommand command) {
     tensors.push_back({prefix + "post_attention_layernorm.weight", layer.post_attention_norm.to(at::kCPU)});
     for (const std::string& name : DecoderLayer::linear_names()) {
       const Linear& linear = layer.linear(name);
-      tensors.push_back({prefix + name + ".weight", linear.weight->dense().to(at::kCPU, at::kFloat)});
+      const auto* blocks = dynamic_cast<const GgmlWeight*>(linear.weight.get());
+      if (blocks) {
+        // Only the encoded bytes are kept; the tensor stands for the shape.
+        gguf.encoded[gguf_tensor_name(prefix + name + ".weight")] = {blocks->type(), blocks->bytes()};
+        tensors.push_back({prefix + name + ".weight",
+                           at::empty({blocks->out_features(), blocks->in_features()}, at::device(at::kMeta))});
+      } else {
+        tensors.push_back({prefix + name + ".weight", linear.weight->dense().to(at::kCPU, at::kFloat)});
+      }
       if (linear.bias.defined()) tensors.push_back({prefix + name + ".bias", linear.bias.to(at::kCPU)});
       quantized_bits += linear.weight->storage_bits();
       quantized_params += linear.weight->in_features() * linear.weight->out_features();
@@ -142,39 +199,65 @@ void run(QuantizeCommand command) {
   };
   const EngineResult result = compress_sequential(checkpoint, shell, tokens, *compressor, options);
 
-  TokenizerFiles tokenizer_files;
-  collect_tokenizer_files(checkpoint, tokenizer_files);
-  write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files.files);
+  std::string written;
+  double file_bytes = 0;
+  if (command.format == "gguf") {
+    if (command.method == "gptq" || !command.calib_file.empty())
+      gguf.importance["output.weight"] = head_importance(shell, result.final_hidden);
+    const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
+    const auto choices = write_gguf_model_mix(command.output, checkpoint.config, tensors, vocab, command.type,
+                                              command.tensor_types, gguf);
+    for (const GgufTensorChoice& choice : choices)
+      if (!choice.note.empty()) std::fprintf(stderr, "note: %s: %s\n", choice.gguf_name.c_str(), choice.note.c_str());
+    file_bytes = double(fs::file_size(command.output));
+    written = "GGUF " + command.type;
+  } else {
+    TokenizerFiles tokenizer_files;
+    collect_tokenizer_files(checkpoint, tokenizer_files);
+    write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files.files);
+    written = "dense fake-quantized safetensors";
+  }
 
-  // Sizes as a packed format would store them: quantized linears at their exact storage size,
-  // everything else (embeddings, norms, head) at 16 bits. The dense output itself is float32.
   const double total_params = double(checkpoint.config.parameter_count());
-  const double other_params = total_params - double(quantized_params);
-  const double before = total_params * 16, after = double(quantized_bits) + other_params * 16;
+  const double before = total_params * 16;
   if (command.verbose) {
-    std::printf("%-40s %12s %10s\n", "layer", "||dWX||^2", "relative");
+    std::printf("%-40s %8s %12s %10s\n", "layer", "kind", "||dWX||^2", "relative");
     for (const LinearReport& r : result.linears)
-      std::printf("%-40s %12.5g %10.3e\n", r.name.c_str(), r.output_error, r.relative_error);
+      std::printf("%-40s %8s %12.5g %10.3e\n", r.name.c_str(), r.kind.c_str(), r.output_error, r.relative_error);
   }
   std::printf("method: %s\n", compressor->describe().c_str());
   std::printf("quantized linear weights: %lld parameters, %.3f bits/weight\n", (long long)quantized_params,
               quantized_params > 0 ? double(quantized_bits) / double(quantized_params) : 0.0);
-  std::printf("model size: %.2f MiB at 16 bits -> %.2f MiB (%.2f bits/weight overall)\n", mib(before), mib(after),
-              after / total_params);
+  if (file_bytes > 0) {
+    std::printf("model size: %.2f MiB at 16 bits -> %.2f MiB file (%.2f bits/weight overall)\n", mib(before),
+                file_bytes / 1048576.0, file_bytes * 8 / total_params);
+  } else {
+    // As a packed format would store it: linears at their exact storage size, the rest at 16 bits.
+    const double after = double(quantized_bits) + (total_params - double(quantized_params)) * 16;
+    std::printf("model size: %.2f MiB at 16 bits -> %.2f MiB packed (%.2f bits/weight overall)\n", mib(before),
+                mib(after), after / total_params);
+  }
   std::printf("time: %.1f s (%lld layers resumed)\n", result.seconds, (long long)result.resumed_layers);
-  std::printf("wrote %s (dense fake-quantized safetensors)\n", command.output.c_str());
+  std::printf("wrote %s (%s)\n", command.output.c_str(), written.c_str());
 }
 
 }  // namespace
 
 void register_quantize(CLI::App& app) {
   auto command = std::make_shared<QuantizeCommand>();
-  CLI::App* sub = app.add_subcommand("quantize", "post-training quantization (RTN, GPTQ) to an integer grid");
+  CLI::App* sub = app.add_subcommand("quantize", "post-training quantization (RTN, GPTQ) to an integer grid or llama.cpp block types");
   add_model_options(*sub, command->model);
-  sub->add_option("-o,--output", command->output, "output folder (Hugging Face checkpoint)")->required();
+  sub->add_option("-o,--output", command->output, "output: a folder (--format dense) or a .gguf file")->required();
   sub->add_option("--method", command->method, "rtn or gptq")->capture_default_str();
-  sub->add_option("--format", command->format, "dense (fake-quantized safetensors); gguf and gptq: not yet")
+  sub->add_option("--format", command->format,
+                  "dense: Hugging Face folder of dequantized weights (--bits/--group grid); gguf: llama.cpp file "
+                  "of ggml blocks (--type mix)")
       ->capture_default_str();
+  sub->add_option("--type", command->type,
+                  "gguf: llama-quantize mix (Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, "
+                  "Q8_0); rtn with --calib weights blocks by activations (imatrix)")
+      ->capture_default_str();
+  sub->add_option("--tensor-type", command->tensor_types, "gguf: REGEX=TYPE per-tensor override on GGUF names (repeatable)");
   sub->add_option("--bits", command->gptq.grid.bits, "bits per weight, 2..8")->capture_default_str();
   sub->add_option("--group", command->gptq.grid.group_size, "input columns per group; -1: per output channel")
       ->capture_default_str();

@@ -201,6 +201,25 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
     int64_t rope_heads = 0;
     if (interleave_rope && hf_name.find("self_attn.q_proj.") != std::string::npos) rope_heads = config.num_heads;
     if (interleave_rope && hf_name.find("self_attn.k_proj.") != std::string::npos) rope_heads = kv_heads;
+    const auto pre = options.encoded.find(choice.gguf_name);
+    if (pre != options.encoded.end()) {
+      const EncodedTensor& e = pre->second;
+      const int64_t rows = source.numel() / row;
+      if (e.bytes.scalar_type() != at::kByte || e.bytes.dim() != 2 || e.bytes.size(0) != rows ||
+          uint64_t(e.bytes.numel()) != ggml_encoded_bytes(e.type, row, rows))
+        throw Error(target + ": the encoded " + choice.gguf_name + " does not hold " + std::to_string(rows) +
+                    " rows of " + std::to_string(row) + " " + ggml_encoding(e.type).name + " elements");
+      choice.type = e.type;
+      any_quantized = any_quantized || ggml_encoding(e.type).quantized;
+      const at::Tensor bytes = e.bytes;
+      gguf.add_tensor(choice.gguf_name, e.type, source.sizes().vec(), [bytes, rope_heads] {
+        const at::Tensor t = (rope_heads > 0 ? half_split_to_interleaved(bytes, rope_heads) : bytes).contiguous();
+        const uint8_t* p = t.data_ptr<uint8_t>();
+        return std::vector<uint8_t>(p, p + t.numel());
+      });
+      choices.push_back(choice);
+      continue;
+    }
     const TensorType out_type = choice.type;
     std::vector<float> importance;
     const auto imp = options.importance.find(choice.gguf_name);

@@ -82,6 +82,12 @@ class GgufWriter {
   std::vector<TensorEntry> tensors_;
 };
 
+// A tensor already encoded as ggml blocks: [rows, row_bytes] uint8 in the Hugging Face row order.
+struct EncodedTensor {
+  TensorType type;
+  at::Tensor bytes;
+};
+
 struct GgufModelOptions {
   std::string name;  // general.name; empty = not written
   // Weights whose rows are not a whole number of blocks of the requested type fall back to this
@@ -95,6 +101,10 @@ struct GgufModelOptions {
   // Per-column importance (imatrix entry, one value per row element) by GGUF name: those tensors
   // use the importance-weighted quantizers (llama-quantize --imatrix).
   std::map<std::string, std::vector<float>> importance;
+  // Tensors quantized elsewhere (GPTQ onto ggml blocks, ...) by GGUF name: written as they are (q/k
+  // rows permuted), their type overriding every other choice. The NamedTensor given for such a
+  // tensor only supplies its shape (it may be a meta tensor).
+  std::map<std::string, EncodedTensor> encoded;
 };
 
 // What write_gguf_model decided for one tensor.

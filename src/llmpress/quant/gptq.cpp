@@ -6,20 +6,9 @@
 
 namespace llmpress {
 
-namespace {
-
-struct InverseFactor {
-  at::Tensor upper;  // Cholesky factor U of H^-1 = U^T U, upper triangular
-  double damp = 0;
-  int increases = 0;
-  bool ok = false;
-};
-
-// Upper Cholesky factor of (H + damp I)^-1, in float64. Row k of U, scaled by 1/U[k,k], is how an
-// error in column k is best compensated by the later columns (the algorithm's update rule).
-InverseFactor inverse_hessian_factor(const at::Tensor& h, const GptqOptions& options, const std::string& name) {
+InverseHessianFactor inverse_hessian_factor(const at::Tensor& h, const GptqOptions& options, const std::string& name) {
   const double mean_diag = h.diagonal().mean().item<double>();
-  InverseFactor f;
+  InverseHessianFactor f;
   // A non-positive mean (only possible for a broken Hessian) still gets some dampening to grow.
   f.damp = options.percdamp * (mean_diag > 0 ? mean_diag : 1.0);
   if (f.damp <= 0) f.damp = 1e-8;
@@ -40,8 +29,6 @@ InverseFactor inverse_hessian_factor(const at::Tensor& h, const GptqOptions& opt
     f.damp *= 10;
   }
 }
-
-}  // namespace
 
 GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqOptions& options,
                          const std::string& name) {
@@ -87,7 +74,7 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
   const int64_t* perm_at = perm_cpu.data_ptr<int64_t>();
 
   GptqResult result;
-  InverseFactor factor = inverse_hessian_factor(h, options, name);
+  InverseHessianFactor factor = inverse_hessian_factor(h, options, name);
   result.damp = factor.damp;
   result.damp_increases = factor.increases;
   if (!factor.ok) {

@@ -1,0 +1,27 @@
+#pragma once
+// Base of the compressors that produce GgmlWeight (GGUF block types): the type each linear layer
+// gets (chosen up front for the whole model, e.g. by a llama-quantize mix) and resume support.
+#include <map>
+#include <string>
+
+#include "llmpress/calib/compressor.h"
+#include "llmpress/io/tensor_data.h"
+
+namespace llmpress {
+
+class GgmlCompressor : public Compressor {
+ public:
+  // types: by Hugging Face linear name without ".weight" ("model.layers.3.mlp.down_proj").
+  explicit GgmlCompressor(std::map<std::string, TensorType> types) : types_(std::move(types)) {}
+  std::map<std::string, at::Tensor> save(const LinearWeight& weight) const override;
+  std::shared_ptr<LinearWeight> restore(const std::string& kind,
+                                        const std::map<std::string, at::Tensor>& state) const override;
+
+ protected:
+  TensorType type_of(const std::string& name) const;  // throws Error for a layer without a type
+
+ private:
+  std::map<std::string, TensorType> types_;
+};
+
+}  // namespace llmpress

@@ -1,0 +1,44 @@
+#pragma once
+// A linear weight stored as ggml blocks (Q4_K, Q8_0, ...; or F16/F32 rows), exactly the bytes a
+// GGUF file holds for it, in the Hugging Face row order (the GGUF writer permutes q/k rows).
+#include <ATen/ATen.h>
+
+#include <map>
+#include <string>
+
+#include "llmpress/io/tensor_data.h"
+#include "llmpress/model/linear.h"
+
+namespace llmpress {
+
+class GgmlWeight : public LinearWeight {
+ public:
+  // bytes: [out, row_bytes] uint8 on the CPU, each row a whole number of `type` blocks of `in` elements.
+  GgmlWeight(TensorType type, at::Tensor bytes, int64_t in_features);
+  // Encodes weight [out, in] row by row with ggml's quantizer, weighted by `importance` ([in]
+  // float32, an imatrix column) when it is defined.
+  static std::shared_ptr<GgmlWeight> encode(const at::Tensor& weight, TensorType type,
+                                            const at::Tensor& importance = {});
+
+  at::Tensor forward(const at::Tensor& x) const override;
+  int64_t in_features() const override { return in_features_; }
+  int64_t out_features() const override { return bytes_.size(0); }
+  int64_t storage_bits() const override { return bytes_.numel() * 8; }
+  // Decoded with ggml's dequantization arithmetic, float32, on the device of the first forward().
+  at::Tensor dense() const override { return decoded_; }
+  std::string kind() const override { return "ggml"; }
+
+  TensorType type() const { return type_; }
+  const at::Tensor& bytes() const { return bytes_; }
+
+  std::map<std::string, at::Tensor> state() const;
+  static std::shared_ptr<GgmlWeight> from_state(const std::map<std::string, at::Tensor>& state);
+
+ private:
+  TensorType type_;
+  at::Tensor bytes_;
+  int64_t in_features_;
+  at::Tensor decoded_;
+};
+
+}  // namespace llmpress
