@@ -25,12 +25,24 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 void run(const InfoCommand& command) {
   const Checkpoint checkpoint = open_model(command.model);
   const ModelConfig& c = checkpoint.config;
+  // GPTQ-packed layers are shown with their packed tensors' size.
+  const auto type_of = [&](const std::string& name, const RawTensor& tensor) {
+    const auto gptq = checkpoint.gptq_linears.find(name);
+    return gptq == checkpoint.gptq_linears.end() ? tensor_type_name(tensor.type)
+                                                 : "GPTQ" + std::to_string(gptq->second.bits);
+  };
+  const auto bytes_of = [&](const std::string& name, const RawTensor& tensor) {
+    const auto gptq = checkpoint.gptq_linears.find(name);
+    if (gptq == checkpoint.gptq_linears.end()) return tensor.nbytes;
+    const GptqPackedLinear& l = gptq->second;
+    return l.qweight.nbytes + l.qzeros.nbytes + l.scales.nbytes + l.g_idx.nbytes;
+  };
   std::map<std::string, std::pair<int64_t, uint64_t>> by_type;  // type -> (tensors, bytes)
   int64_t stored_parameters = 0;
   for (const auto& [name, tensor] : checkpoint.tensors) {
-    auto& entry = by_type[tensor_type_name(tensor.type)];
+    auto& entry = by_type[type_of(name, tensor)];
     entry.first += 1;
-    entry.second += tensor.nbytes;
+    entry.second += bytes_of(name, tensor);
     stored_parameters += tensor.numel();
   }
 
@@ -53,7 +65,7 @@ void run(const InfoCommand& command) {
     if (command.tensors)
       for (const auto& [name, tensor] : checkpoint.tensors)
         out["tensors"].push_back(
-            {{"name", name}, {"type", tensor_type_name(tensor.type)}, {"shape", tensor.shape}, {"bytes", tensor.nbytes}});
+            {{"name", name}, {"type", type_of(name, tensor)}, {"shape", tensor.shape}, {"bytes", bytes_of(name, tensor)}});
     std::printf("%s\n", out.dump(2).c_str());
     return;
   }
@@ -81,8 +93,8 @@ void run(const InfoCommand& command) {
   if (command.tensors) {
     std::printf("\n%-52s %-6s %-16s %s\n", "tensor", "type", "shape", "bytes");
     for (const auto& [name, tensor] : checkpoint.tensors)
-      std::printf("%-52s %-6s %-16s %llu\n", name.c_str(), tensor_type_name(tensor.type).c_str(),
-                  shape_text(tensor.shape).c_str(), (unsigned long long)tensor.nbytes);
+      std::printf("%-52s %-6s %-16s %llu\n", name.c_str(), type_of(name, tensor).c_str(),
+                  shape_text(tensor.shape).c_str(), (unsigned long long)bytes_of(name, tensor));
   }
 }
 

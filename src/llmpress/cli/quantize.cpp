@@ -10,6 +10,7 @@
 #include "llmpress/core/error.h"
 #include "llmpress/data/calibration.h"
 #include "llmpress/export/gguf_writer.h"
+#include "llmpress/export/gptq_checkpoint_writer.h"
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/model/transformer.h"
 #include "llmpress/quant/ggml_rtn.h"
@@ -132,10 +133,8 @@ std::vector<float> head_importance(const Transformer& shell, const at::Tensor& f
 }
 
 void run(QuantizeCommand command) {
-  if (command.format == "gptq")
-    throw Error("--format gptq is not available yet; use --format gguf (llama.cpp) or --format dense");
-  if (command.format != "dense" && command.format != "gguf")
-    throw Error("--format: unknown format '" + command.format + "' (dense, gguf)");
+  if (command.format != "dense" && command.format != "gguf" && command.format != "gptq")
+    throw Error("--format: unknown format '" + command.format + "' (dense, gguf, gptq)");
   if (command.method != "rtn" && command.method != "gptq")
     throw Error("--method: unknown method '" + command.method + "' (rtn, gptq)");
   if (command.method == "gptq" && command.calib_file.empty())
@@ -169,6 +168,7 @@ void run(QuantizeCommand command) {
   if (!shell.lm_head.weight->dense().is_same(shell.embed_tokens))
     tensors.push_back({"lm_head.weight", shell.lm_head.weight->dense().to(at::kCPU)});
   GgufModelOptions gguf;
+  std::map<std::string, std::shared_ptr<const QuantizedWeight>> int_linears;  // --format gptq
   int64_t quantized_bits = 0, quantized_params = 0;
   EngineOptions options;
   options.device = device;
@@ -184,7 +184,12 @@ void run(QuantizeCommand command) {
     for (const std::string& name : DecoderLayer::linear_names()) {
       const Linear& linear = layer.linear(name);
       const auto* blocks = dynamic_cast<const GgmlWeight*>(linear.weight.get());
-      if (blocks) {
+      const auto grid = std::dynamic_pointer_cast<const QuantizedWeight>(linear.weight);
+      if (command.format == "gptq" && grid) {
+        int_linears[prefix + name + ".weight"] = grid;
+        tensors.push_back({prefix + name + ".weight",
+                           at::empty({grid->out_features(), grid->in_features()}, at::device(at::kMeta))});
+      } else if (blocks) {
         // Only the encoded bytes are kept; the tensor stands for the shape.
         gguf.encoded[gguf_tensor_name(prefix + name + ".weight")] = {blocks->type(), blocks->bytes()};
         tensors.push_back({prefix + name + ".weight",
@@ -214,8 +219,17 @@ void run(QuantizeCommand command) {
   } else {
     TokenizerFiles tokenizer_files;
     collect_tokenizer_files(checkpoint, tokenizer_files);
-    write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files.files);
-    written = "dense fake-quantized safetensors";
+    if (command.format == "gptq") {
+      const nlohmann::json meta = {{"damp_percent", command.gptq.percdamp},
+                                   {"static_groups", command.gptq.static_groups},
+                                   {"true_sequential", true},
+                                   {"quantizer", command.method == "gptq" ? "llmpress gptq" : "llmpress rtn"}};
+      write_gptq_checkpoint(command.output, checkpoint.config, tensors, int_linears, tokenizer_files.files, meta);
+      written = "GPTQ checkpoint";
+    } else {
+      write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files.files);
+      written = "dense fake-quantized safetensors";
+    }
   }
 
   const double total_params = double(checkpoint.config.parameter_count());
@@ -247,11 +261,12 @@ void register_quantize(CLI::App& app) {
   auto command = std::make_shared<QuantizeCommand>();
   CLI::App* sub = app.add_subcommand("quantize", "post-training quantization (RTN, GPTQ) to an integer grid or llama.cpp block types");
   add_model_options(*sub, command->model);
-  sub->add_option("-o,--output", command->output, "output: a folder (--format dense) or a .gguf file")->required();
+  sub->add_option("-o,--output", command->output, "output: a folder (--format dense, gptq) or a .gguf file")->required();
   sub->add_option("--method", command->method, "rtn or gptq")->capture_default_str();
   sub->add_option("--format", command->format,
-                  "dense: Hugging Face folder of dequantized weights (--bits/--group grid); gguf: llama.cpp file "
-                  "of ggml blocks (--type mix)")
+                  "dense: Hugging Face folder of dequantized weights (--bits/--group grid); gptq: Hugging Face "
+                  "GPTQ checkpoint (qweight/qzeros/scales/g_idx; 2/3/4/8 bits); gguf: llama.cpp file of ggml "
+                  "blocks (--type mix)")
       ->capture_default_str();
   sub->add_option("--type", command->type,
                   "gguf: llama-quantize mix (Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, "

@@ -28,9 +28,10 @@ DtypeInfo dtype_info(at::ScalarType type, const std::string& tensor_name) {
     case at::kFloat: return {"F32", 15};
     case at::kBFloat16: return {"BF16", 12};
     case at::kHalf: return {"F16", 11};
+    case at::kInt: return {"I32", 13};
     default:
       throw Error("safetensors export: tensor " + tensor_name + " has dtype " + std::string(c10::toString(type)) +
-                  "; only float32, float16 and bfloat16 are written");
+                  "; only float32, float16, bfloat16 and int32 are written");
   }
 }
 
@@ -134,6 +135,11 @@ void write_hf_checkpoint(const std::string& dir, const ModelConfig& config, cons
   std::set<at::ScalarType> dtypes;
   for (const NamedTensor& t : tensors) {
     if (!checked.count(t.name)) continue;
+    const auto replaced = options.replacements.find(t.name);
+    if (replaced != options.replacements.end()) {
+      for (const NamedTensor& r : replaced->second) out.push_back({r.name, r.tensor.to(at::kCPU)});
+      continue;
+    }
     at::Tensor data = t.tensor.to(at::kCPU);
     if (options.dtype) data = data.to(*options.dtype);
     dtype_info(data.scalar_type(), t.name);
@@ -154,6 +160,7 @@ void write_hf_checkpoint(const std::string& dir, const ModelConfig& config, cons
   const at::ScalarType main_dtype = dtypes.size() == 1 ? *dtypes.begin() : at::kFloat;
   hf["torch_dtype"] = main_dtype == at::kHalf ? "float16" : main_dtype == at::kBFloat16 ? "bfloat16" : "float32";
 
+  for (const auto& [key, value] : options.extra_config.items()) hf[key] = value;
   AtomicDirectory folder(dir);
   write_file_atomic(folder.file("config.json"), hf.dump(2) + "\n");
   write_safetensors_files(folder.temp_path(), out, options.max_shard_bytes);

@@ -6,6 +6,10 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include <map>
+
 #include "llmpress/export/named_tensor.h"
 #include "llmpress/io/model_config.h"
 
@@ -25,6 +29,10 @@ std::vector<std::string> write_safetensors_files(const std::string& dir, const s
 struct HfCheckpointOptions {
   uint64_t max_shard_bytes = 0;            // 0: one model.safetensors
   std::optional<at::ScalarType> dtype;     // cast every tensor (kFloat, kHalf, kBFloat16); default: keep
+  // Tensors stored in place of the named one, as they are (no dtype cast): e.g. GPTQ's qweight,
+  // qzeros, scales and g_idx for "...q_proj.weight", whose NamedTensor then only supplies the shape.
+  std::map<std::string, std::vector<NamedTensor>> replacements;
+  nlohmann::json extra_config = nlohmann::json::object();  // merged into config.json (quantization_config)
 };
 
 // Writes a Hugging Face model folder atomically (built next to `dir`, renamed into place; an

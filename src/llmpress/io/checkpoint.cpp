@@ -72,6 +72,7 @@ Checkpoint open_huggingface(const fs::path& path, const OpenOptions& options) {
     }
     for (const auto& [k, v] : st.metadata) ck.metadata["safetensors." + k] = v;
   }
+  attach_gptq_linears(ck, config.string());
   if (!options.tokenizer.empty()) {
     ck.tokenizer_file = options.tokenizer;
   } else if (fs::is_regular_file(dir / "tokenizer.model")) {
@@ -117,6 +118,8 @@ const RawTensor& Checkpoint::tensor(const std::string& name) const {
 
 at::Tensor Checkpoint::load(const std::string& name, const at::Device& device) const {
   const RawTensor& raw = tensor(name);
+  const auto gptq = gptq_linears.find(name);
+  if (gptq != gptq_linears.end()) return dequantize_gptq(gptq->second).to(device);
   const int64_t numel = raw.numel();
   if (tensor_bytes(raw.type, uint64_t(numel)) != raw.nbytes) {
     throw file_error(raw.file, "tensor " + name + " has " + std::to_string(raw.nbytes) + " bytes, which does not match its shape");

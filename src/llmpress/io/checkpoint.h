@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "llmpress/io/gptq_checkpoint.h"
 #include "llmpress/io/model_config.h"
 #include "llmpress/io/tensor_data.h"
 #include "llmpress/io/vocab.h"
@@ -28,6 +29,8 @@ class Checkpoint {
   std::string tokenizer_file;  // .model, tokenizer.json or llama2.c tokenizer.bin; empty if none found
   std::optional<Vocab> vocab;  // GGUF's embedded vocabulary
   std::map<std::string, std::string> metadata;  // informational key/values for `info`
+  // GPTQ-packed linear layers by weight name; their `tensors` entries have no data of their own.
+  std::map<std::string, GptqPackedLinear> gptq_linears;
 
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
   // Throws "PATH: missing tensor NAME" when absent.

@@ -32,6 +32,7 @@ TensorType parse_dtype(const std::string& dtype, const std::string& path, const 
   if (dtype == "F32") return TensorType::F32;
   if (dtype == "F16") return TensorType::F16;
   if (dtype == "BF16") return TensorType::BF16;
+  if (dtype == "I32") return TensorType::I32;
   if (is_known_dtype(dtype)) {
     throw file_error(path, "tensor " + name + " has dtype " + dtype +
                                ", which llmpress does not read (F32, F16 and BF16 only)");

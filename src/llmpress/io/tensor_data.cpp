@@ -16,6 +16,7 @@ constexpr int64_t kQBlock = 32;  // elements per Q4_0 / Q8_0 block
 const TensorTypeInfo kF32{"F32", 1, 4};
 const TensorTypeInfo kF16{"F16", 1, 2};
 const TensorTypeInfo kBF16{"BF16", 1, 2};
+const TensorTypeInfo kI32{"I32", 1, 4};
 const TensorTypeInfo kQ4_0{"Q4_0", kQBlock, 18};
 const TensorTypeInfo kQ8_0{"Q8_0", kQBlock, 34};
 const TensorTypeInfo kQ4_1{"Q4_1", kQBlock, 20};
@@ -36,6 +37,7 @@ const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id) {
     case uint32_t(TensorType::F32): return &kF32;
     case uint32_t(TensorType::F16): return &kF16;
     case uint32_t(TensorType::BF16): return &kBF16;
+    case uint32_t(TensorType::I32): return &kI32;
     case uint32_t(TensorType::Q4_0): return &kQ4_0;
     case uint32_t(TensorType::Q8_0): return &kQ8_0;
     case uint32_t(TensorType::Q4_1): return &kQ4_1;
@@ -108,6 +110,13 @@ void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* ds
       return;
     case TensorType::BF16:
       for (int64_t i = 0; i < count; ++i) dst[i] = bf16_to_f32(read_u16(src + 2 * i));
+      return;
+    case TensorType::I32:
+      for (int64_t i = 0; i < count; ++i) {
+        int32_t v;
+        std::memcpy(&v, src + 4 * i, 4);
+        dst[i] = float(v);
+      }
       return;
     case TensorType::Q8_0: {
       if (count % kQBlock != 0) throw Error("Q8_0 data of " + std::to_string(count) + " elements is not whole blocks");

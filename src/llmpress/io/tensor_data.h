@@ -25,6 +25,7 @@ enum class TensorType : uint32_t {
   Q4_K = 12,
   Q5_K = 13,
   Q6_K = 14,
+  I32 = 26,  // integer tensors (GPTQ's packed codes); decoded to float by value
   BF16 = 30,
 };
 

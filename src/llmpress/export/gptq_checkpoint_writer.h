@@ -1,0 +1,33 @@
+#pragma once
+// Hugging Face GPTQ checkpoints (formats.md 5.1, 5.2): each quantized linear stored as qweight,
+// qzeros, scales and g_idx, with quantization_config in config.json, in the layout
+// transformers/optimum, AutoGPTQ, GPTQModel and vLLM load.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "llmpress/export/named_tensor.h"
+#include "llmpress/io/model_config.h"
+#include "llmpress/quant/int_grid.h"
+
+namespace llmpress {
+
+// The packed tensors of one linear layer under `module` ("model.layers.0.self_attn.q_proj").
+// Zeros are stored minus one (checkpoint format "gptq", what every loader expects) unless
+// `zero_minus_one` is false (format "gptq_v2", needed when some zero point is 0).
+std::vector<NamedTensor> gptq_packed_tensors(const std::string& module, const QuantizedWeight& weight,
+                                             bool zero_minus_one);
+
+// Writes the folder atomically. `tensors`: every tensor of the model under its Hugging Face name
+// (the quantized linears' entries only supply shapes); `linears`: the quantized ones by weight name
+// ("...q_proj.weight"), all on one grid. `meta`: extra quantization_config fields (damp_percent,
+// true_sequential, static_groups, ...). Other float tensors are stored as float16. Throws Error
+// for layers the format cannot hold (in or out features not a multiple of 32, 5-7 bit grids).
+void write_gptq_checkpoint(const std::string& dir, const ModelConfig& config, const std::vector<NamedTensor>& tensors,
+                           const std::map<std::string, std::shared_ptr<const QuantizedWeight>>& linears,
+                           const std::vector<std::string>& tokenizer_files, const nlohmann::json& meta);
+
+}  // namespace llmpress
