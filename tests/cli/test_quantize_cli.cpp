@@ -49,6 +49,9 @@ TEST(CliQuantize, ClearErrors) {
   r = llmpress("quantize -m " + model + " -o " + dir.file("x") + " --method gptq");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--calib"), std::string::npos) << r.err;
+  r = llmpress("quantize -m " + model + " -o " + dir.file("x") + " --method awq");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--calib"), std::string::npos) << r.err;
   r = llmpress("quantize -m " + model + " -o " + dir.file("x") + " --method rtn --bits 9");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_FALSE(std::filesystem::exists(dir.file("x")));

@@ -8,6 +8,7 @@
 
 #include "llmpress/calib/observers.h"
 #include "llmpress/model/linear.h"
+#include "llmpress/model/transformer.h"
 
 namespace llmpress {
 
@@ -22,6 +23,15 @@ class Compressor {
   // `stats`: layers that share an input share it.
   virtual std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,
                                                  const InputStats& stats) = 0;
+
+  // Layer-level rewriting (AWQ). When prepares_layers() is true, the engine captures the input
+  // statistics of every group of linear_groups() on the dense decoder layer and calls
+  // prepare_layer once, before any linear layer of it is compressed; it may rewrite the layer
+  // without changing its function (AWQ scales input channels and folds the inverse into the
+  // preceding norm or linear layer). The groups' statistics are captured again afterwards.
+  virtual bool prepares_layers() const { return false; }
+  virtual void prepare_layer(int64_t layer_index, DecoderLayer& layer, const ModelConfig& config,
+                             const std::vector<InputStats>& group_stats) {}
 
   // Saving and restoring the weights this compressor produces (the engine's resume files).
   // The default handles dense weights; compressors that produce other kinds override both.

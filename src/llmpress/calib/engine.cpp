@@ -277,6 +277,12 @@ EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer
       }
     };
 
+    if (wants_stats && compressor.prepares_layers()) {
+      const auto captured = runner.capture(layer, hidden, linear_groups(), request);
+      std::vector<InputStats> group_stats;
+      for (const auto& group : linear_groups()) group_stats.push_back(captured.at(group.front()));
+      compressor.prepare_layer(i, layer, shell.config, group_stats);
+    }
     if (!wants_stats) {
       for (const auto& group : linear_groups()) compress_group(group, InputStats{});
     } else if (options.true_sequential) {

@@ -1,4 +1,4 @@
-// llmpress quantize: post-training quantization (RTN, GPTQ) through the sequential engine, to an
+// llmpress quantize: post-training quantization (RTN, GPTQ, AWQ) through the sequential engine, to an
 // integer grid (dense fake-quantized output) or to llama.cpp block types (GGUF).
 #include <nlohmann/json.hpp>
 
@@ -13,6 +13,7 @@
 #include "llmpress/export/gptq_checkpoint_writer.h"
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/model/transformer.h"
+#include "llmpress/quant/awq.h"
 #include "llmpress/quant/ggml_rtn.h"
 #include "llmpress/quant/ggml_weight.h"
 #include "llmpress/quant/gptq.h"
@@ -114,14 +115,27 @@ std::map<std::string, TensorType> linear_types_for_mix(const ModelConfig& config
   return types;
 }
 
+// rtn / gptq onto the output format's grid; awq and awq-gptq wrap them in AWQ's scale search.
 std::unique_ptr<Compressor> make_compressor(const QuantizeCommand& command, const ModelConfig& config) {
+  const bool gptq = command.method == "gptq" || command.method == "awq-gptq";
+  const bool awq = command.method == "awq" || command.method == "awq-gptq";
+  std::unique_ptr<Compressor> inner;
+  FakeQuantizer fake_quantize;
   if (command.format == "gguf") {
-    auto types = linear_types_for_mix(config, command.type, command.tensor_types);
-    if (command.method == "rtn") return std::make_unique<GgmlRtnCompressor>(types, !command.calib_file.empty());
-    return std::make_unique<GgmlGptqCompressor>(types, command.gptq);
+    const auto types = linear_types_for_mix(config, command.type, command.tensor_types);
+    if (gptq) inner = std::make_unique<GgmlGptqCompressor>(types, command.gptq);
+    else inner = std::make_unique<GgmlRtnCompressor>(types, !command.calib_file.empty());
+    fake_quantize = [types](const std::string& name, const at::Tensor& w) {
+      return GgmlWeight::encode(w, types.at(name))->dense();
+    };
+  } else {
+    if (gptq) inner = std::make_unique<GptqCompressor>(command.gptq);
+    else inner = std::make_unique<RtnCompressor>(command.gptq.grid);
+    const IntGridSpec grid = command.gptq.grid;
+    fake_quantize = [grid](const std::string&, const at::Tensor& w) { return rtn_quantize(w, grid)->dense(); };
   }
-  if (command.method == "rtn") return std::make_unique<RtnCompressor>(command.gptq.grid);
-  return std::make_unique<GptqCompressor>(command.gptq);
+  if (!awq) return inner;
+  return std::make_unique<AwqCompressor>(std::move(inner), fake_quantize);
 }
 
 // llama.cpp's imatrix entry for output.weight: per-column sum of squares of the head's input.
@@ -135,10 +149,10 @@ std::vector<float> head_importance(const Transformer& shell, const at::Tensor& f
 void run(QuantizeCommand command) {
   if (command.format != "dense" && command.format != "gguf" && command.format != "gptq")
     throw Error("--format: unknown format '" + command.format + "' (dense, gguf, gptq)");
-  if (command.method != "rtn" && command.method != "gptq")
-    throw Error("--method: unknown method '" + command.method + "' (rtn, gptq)");
-  if (command.method == "gptq" && command.calib_file.empty())
-    throw Error("--method gptq needs calibration text: --calib FILE (plain text or .jsonl)");
+  if (command.method != "rtn" && command.method != "gptq" && command.method != "awq" && command.method != "awq-gptq")
+    throw Error("--method: unknown method '" + command.method + "' (rtn, gptq, awq, awq-gptq)");
+  if (command.method != "rtn" && command.calib_file.empty())
+    throw Error("--method " + command.method + " needs calibration text: --calib FILE (plain text or .jsonl)");
   if (command.format == "gguf") quant_mix(command.type);  // unknown mix: fail before any work
   else if (!command.tensor_types.empty()) throw Error("--tensor-type needs --format gguf");
   command.gptq.grid.check();
@@ -149,7 +163,7 @@ void run(QuantizeCommand command) {
 
   at::Tensor tokens = at::zeros({0, 1}, at::kLong);  // RTN without calibration: no samples to run
   // Plain RTN onto an integer grid reads no statistics: calibration only serves --verbose there.
-  const bool needs_calibration = command.method == "gptq" || command.format == "gguf" || command.verbose;
+  const bool needs_calibration = command.method != "rtn" || command.format == "gguf" || command.verbose;
   if (!command.calib_file.empty() && !needs_calibration)
     std::fprintf(stderr, "note: rtn onto an integer grid uses no calibration data; --calib only matters with --verbose\n");
   if (!command.calib_file.empty() && needs_calibration) {
@@ -207,7 +221,7 @@ void run(QuantizeCommand command) {
   std::string written;
   double file_bytes = 0;
   if (command.format == "gguf") {
-    if (command.method == "gptq" || !command.calib_file.empty())
+    if (!command.calib_file.empty())
       gguf.importance["output.weight"] = head_importance(shell, result.final_hidden);
     const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
     const auto choices = write_gguf_model_mix(command.output, checkpoint.config, tensors, vocab, command.type,
@@ -223,7 +237,7 @@ void run(QuantizeCommand command) {
       const nlohmann::json meta = {{"damp_percent", command.gptq.percdamp},
                                    {"static_groups", command.gptq.static_groups},
                                    {"true_sequential", true},
-                                   {"quantizer", command.method == "gptq" ? "llmpress gptq" : "llmpress rtn"}};
+                                   {"quantizer", "llmpress " + command.method}};
       write_gptq_checkpoint(command.output, checkpoint.config, tensors, int_linears, tokenizer_files.files, meta);
       written = "GPTQ checkpoint";
     } else {
@@ -259,10 +273,13 @@ void run(QuantizeCommand command) {
 
 void register_quantize(CLI::App& app) {
   auto command = std::make_shared<QuantizeCommand>();
-  CLI::App* sub = app.add_subcommand("quantize", "post-training quantization (RTN, GPTQ) to an integer grid or llama.cpp block types");
+  CLI::App* sub = app.add_subcommand("quantize", "post-training quantization (RTN, GPTQ, AWQ) to an integer grid or llama.cpp block types");
   add_model_options(*sub, command->model);
   sub->add_option("-o,--output", command->output, "output: a folder (--format dense, gptq) or a .gguf file")->required();
-  sub->add_option("--method", command->method, "rtn or gptq")->capture_default_str();
+  sub->add_option("--method", command->method,
+                  "rtn (round to nearest), gptq, awq (activation-aware scales, then rtn) or awq-gptq (AWQ scales, "
+                  "then gptq); all but rtn need --calib")
+      ->capture_default_str();
   sub->add_option("--format", command->format,
                   "dense: Hugging Face folder of dequantized weights (--bits/--group grid); gptq: Hugging Face "
                   "GPTQ checkpoint (qweight/qzeros/scales/g_idx; 2/3/4/8 bits); gguf: llama.cpp file of ggml "
