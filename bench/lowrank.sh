@@ -7,7 +7,8 @@
 #   bench/lowrank.sh [BUILD_DIR] [MODEL...]     MODEL: stories260K and/or gutenberg (default both)
 #
 # Environment: SHARED (default ../shared), THREADS (default 1), NSAMPLES (16), SEQLEN (256),
-# CHUNKS (perplexity windows of 256 tokens, default 64), WORK (default /tmp/llmpress-bench-lowrank).
+# CHUNKS (perplexity windows of 256 tokens, default 64), WORK (default /tmp/llmpress-bench-lowrank),
+# SECTIONS (any of: methods quant tucker speed; default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -19,6 +20,8 @@ NSAMPLES=${NSAMPLES:-16}
 CHUNKS=${CHUNKS:-64}
 SEQLEN=${SEQLEN:-256}
 WORK=${WORK:-/tmp/llmpress-bench-lowrank}
+SECTIONS=${SECTIONS:-methods quant tucker speed}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 mkdir -p "$WORK"
 L="$BUILD/llmpress"
 
@@ -38,6 +41,7 @@ bench_model() {  # label model calib eval
   echo
   echo "### $label (dense perplexity $(ppl "$model" "$eval"))"
   echo
+  if want methods; then
   echo "Perplexity (linear-parameter ratio achieved in parentheses):"
   echo
   echo "| method | ranks | 0.9 | 0.8 | 0.6 |"
@@ -55,6 +59,8 @@ bench_model() {  # label model calib eval
       echo "$cells |"
     done
   done
+  fi
+  if want quant; then
   echo
   echo "SVD-LLM (uniform ranks) with both factors rounded to nearest on an asymmetric grid, group 32"
   echo "(size: MiB of the whole model, linear factors at their packed size, the rest at 16 bits):"
@@ -75,9 +81,11 @@ bench_model() {  # label model calib eval
     done
     echo "$cells |"
   done
+  fi
+  if want tucker; then
   echo
   echo "Attention projections only (MLP dense), ratio per projection: Tucker (heads x head_dim x hidden,"
-  echo "HOSVD + 20 HOOI sweeps) against plain SVD and SVD-LLM on the same layers:"
+  echo "ranks by the HOSVD error bound, HOSVD + 20 HOOI sweeps) against plain SVD and SVD-LLM on the same layers:"
   echo
   echo "| method | 0.9 | 0.8 | 0.6 |"
   echo "|---|---|---|---|"
@@ -93,6 +101,8 @@ bench_model() {  # label model calib eval
     done
     echo "$cells |"
   done
+  fi
+  if want speed; then
   echo
   echo "Forward throughput of \`llmpress perplexity\` (tokens/s, -c 256, $THREADS thread(s)); factorized"
   echo "folders from SVD-LLM, uniform ranks:"
@@ -105,6 +115,7 @@ bench_model() {  # label model calib eval
   echo "| dense | factorized 0.9 | factorized 0.8 | factorized 0.6 |"
   echo "|---|---|---|---|"
   echo "$cells |" | sed 's/^| dense /| /'
+  fi
 }
 
 for m in $MODELS; do

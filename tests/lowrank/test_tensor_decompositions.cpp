@@ -108,12 +108,17 @@ TEST(Tucker, HooiErrorNeverIncreasesAndMatchesTheReconstruction) {
 }
 
 TEST(TuckerCompressor, AttentionHeadsWithinBudgetAndMlpLeftDense) {
-  const std::vector<int64_t> shape = {4, 16, 64};
-  const std::vector<int64_t> ranks = tucker_ranks_for_budget(shape, 0, 0.4 * 64 * 64);
-  ASSERT_EQ(ranks.size(), 3u);
-  EXPECT_EQ(ranks[0], 4);
-  EXPECT_LE(ranks[0] * ranks[1] * ranks[2] + 4 * ranks[0] + 16 * ranks[1] + 64 * ranks[2], 0.4 * 64 * 64);
-  EXPECT_TRUE(tucker_ranks_for_budget(shape, 0, 10).empty());
+  at::manual_seed(6);
+  // Energy only in the first 3 head_dim directions and 10 hidden directions: with budget enough for
+  // exactly those ranks, they are the ones chosen.
+  const at::Tensor core = at::randn({4, 3, 10}, at::kDouble);
+  const at::Tensor head_basis = std::get<0>(at::linalg_qr(at::randn({16, 3}, at::kDouble)));
+  const at::Tensor hidden_basis = std::get<0>(at::linalg_qr(at::randn({64, 10}, at::kDouble)));
+  const at::Tensor structured = mode_product(mode_product(core, head_basis, 1), hidden_basis, 2);
+  const double exact = 4 * 3 * 10 + 4 * 4 + 16 * 3 + 64 * 10;
+  const std::vector<int64_t> ranks = tucker_ranks_for_budget(structured, 0, exact);
+  EXPECT_EQ(ranks, (std::vector<int64_t>{4, 3, 10}));
+  EXPECT_TRUE(tucker_ranks_for_budget(structured, 0, 10).empty());
 
   at::manual_seed(5);
   TuckerCompressor compressor(0.4, 16);

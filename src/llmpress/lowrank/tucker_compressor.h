@@ -2,8 +2,10 @@
 // Tucker decomposition applied to the attention projections, whose matrices have a head
 // structure: q/k/v_proj [heads * head_dim, hidden] as [heads, head_dim, hidden] and o_proj
 // [hidden, heads * head_dim] as [hidden, heads, head_dim]. The head mode keeps its full rank; the
-// other two are cut by the same fraction, the largest that fits `ratio` of the matrix's
-// parameters. Other layers (the MLP) are left dense. Like plain SVD it ignores the inputs.
+// other two get the ranks that fit `ratio` of the matrix's parameters with the least HOSVD error
+// bound. Other layers (the MLP) are left dense. Like plain SVD it ignores the inputs.
+#include <vector>
+
 #include "llmpress/calib/compressor.h"
 
 namespace llmpress {
@@ -24,8 +26,9 @@ class TuckerCompressor : public Compressor {
   int64_t head_dim_, max_iterations_;
 };
 
-// Ranks for a 3-way shape where mode `full_mode` keeps its size and the other two are scaled by
-// the largest common fraction whose Tucker parameters fit `budget`; empty when none does.
-std::vector<int64_t> tucker_ranks_for_budget(const std::vector<int64_t>& shape, int64_t full_mode, double budget);
+// Ranks for a 3-way tensor where mode `full_mode` keeps its size: among the rank pairs of the other
+// two modes whose Tucker parameters fit `budget`, the one with the least discarded energy of the two
+// unfoldings (the HOSVD error bound). Empty when nothing fits.
+std::vector<int64_t> tucker_ranks_for_budget(const at::Tensor& tensor, int64_t full_mode, double budget);
 
 }  // namespace llmpress
