@@ -63,7 +63,7 @@ TEST(SafetensorsWriter, LayoutFollowsTheReferenceSerializer) {
   ASSERT_EQ(back.tensors.size(), 5u);
   EXPECT_EQ(back.metadata.at("format"), "pt");
 
-  EXPECT_THROW(write_safetensors(dir.file("bad.safetensors"), {{"i", at::ones({2}, at::kInt)}}), Error);
+  EXPECT_THROW(write_safetensors(dir.file("bad.safetensors"), {{"i", at::ones({2}, at::kLong)}}), Error);
   EXPECT_FALSE(fs::exists(dir.file("bad.safetensors")));
 }
 

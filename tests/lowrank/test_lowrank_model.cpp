@@ -9,6 +9,7 @@
 #include "llmpress/core/error.h"
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/lowrank/asvd.h"
+#include "llmpress/lowrank/factorized_export.h"
 #include "llmpress/lowrank/low_rank_compressor.h"
 #include "llmpress/lowrank/svd.h"
 #include "llmpress/lowrank/svd_llm.h"
@@ -76,7 +77,7 @@ std::vector<NamedTensor> model_tensors(const Transformer& model, HfCheckpointOpt
     tensors.push_back({prefix + "post_attention_layernorm.weight", layer.post_attention_norm});
     for (const std::string& name : DecoderLayer::linear_names()) {
       const auto* low = dynamic_cast<const LowRankWeight*>(layer.linear(name).weight.get());
-      if (low && factorized) factorized->factorized[prefix + name] = {low->u()->dense(), low->v()->dense()};
+      if (low && factorized) add_factorized_layer(prefix + name, low->u()->dense(), low->v()->dense(), tensors, *factorized);
       else tensors.push_back({prefix + name + ".weight", layer.linear(name).weight->dense()});
     }
   }
@@ -102,7 +103,7 @@ TEST(LowRankModel, FactorizedCheckpointReloadsWithIdenticalLogitsAndDenseExportI
   test::TempDir dir;
   HfCheckpointOptions options;
   const std::vector<NamedTensor> tensors = model_tensors(model, &options);
-  options.extra_config_json = R"({"llmpress": {"lowrank": {"method": "svd"}}})";
+  options.extra_config["llmpress"] = {{"lowrank", {{"method", "svd"}}}};
   write_hf_checkpoint(dir.file("factorized"), model.config, tensors, {}, options);
   write_hf_checkpoint(dir.file("dense"), model.config, model_tensors(model, nullptr), {});
 
@@ -144,12 +145,19 @@ TEST(LowRankModel, BrokenFactorShapesAreAClearError) {
   for (const NamedTensor& t : model_tensors(model, nullptr))
     if (t.name != "model.layers.0.mlp.up_proj.weight") tensors.push_back(t);
   const int64_t out = model.config.intermediate_size, in = model.config.hidden_size;
-  options.factorized["model.layers.0.mlp.up_proj"] = {at::randn({out, 4}), at::randn({4, in + 1})};
-  EXPECT_THROW(write_hf_checkpoint(dir.file("bad"), model.config, tensors, {}, options), Error);
+  EXPECT_THROW(add_factorized_layer("model.layers.0.mlp.up_proj", at::randn({out, 4}), at::randn({5, in}), tensors,
+                                    options),
+               Error);
+  // A factor pair whose product has the wrong shape is refused by the writer's shape check.
+  std::vector<NamedTensor> wrong = tensors;
+  HfCheckpointOptions wrong_options;
+  add_factorized_layer("model.layers.0.mlp.up_proj", at::randn({out, 4}), at::randn({4, in + 1}), wrong, wrong_options);
+  EXPECT_THROW(write_hf_checkpoint(dir.file("bad"), model.config, wrong, {}, wrong_options), Error);
 
   // A file whose factors do not multiply to the config's shape is refused when opened.
-  options.factorized["model.layers.0.mlp.up_proj"] = {at::randn({out, 4}), at::randn({4, in})};
-  write_hf_checkpoint(dir.file("good"), model.config, tensors, {}, options);
+  std::vector<NamedTensor> good = tensors;
+  add_factorized_layer("model.layers.0.mlp.up_proj", at::randn({out, 4}), at::randn({4, in}), good, options);
+  write_hf_checkpoint(dir.file("good"), model.config, good, {}, options);
   std::vector<NamedTensor> bad = tensors;
   bad.push_back({"model.layers.0.mlp.up_proj.weight_u", at::randn({out, 4})});
   bad.push_back({"model.layers.0.mlp.up_proj.weight_v", at::randn({5, in})});

@@ -12,6 +12,7 @@
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/lowrank/asvd.h"
+#include "llmpress/lowrank/factorized_export.h"
 #include "llmpress/lowrank/low_rank_compressor.h"
 #include "llmpress/lowrank/rank_allocation.h"
 #include "llmpress/lowrank/svd.h"
@@ -158,8 +159,7 @@ void run(LowRankCommand command) {
       if (low) rank_list[prefix + name] = low->rank();
       if (linear.weight->kind() != "dense") factorized_layers += 1;
       if (low && command.format == "factorized") {
-        hf_options.factorized[prefix + name] = {low->u()->dense().to(at::kCPU, at::kFloat),
-                                                low->v()->dense().to(at::kCPU, at::kFloat)};
+        add_factorized_layer(prefix + name, low->u()->dense(), low->v()->dense(), tensors, hf_options);
       } else {
         tensors.push_back({prefix + name + ".weight", linear.weight->dense().to(at::kCPU, at::kFloat)});
       }
@@ -177,7 +177,7 @@ void run(LowRankCommand command) {
                                            {"tensor_names", "NAME.weight_u [out, rank] x NAME.weight_v [rank, in]"},
                                            {"ranks", rank_list}}}};
     if (grid) section["lowrank"]["factor_quantization"] = grid->describe() + " (stored dequantized)";
-    hf_options.extra_config_json = nlohmann::json{{"llmpress", section}}.dump();
+    hf_options.extra_config["llmpress"] = section;
     TokenizerFiles tokenizer_files;
     collect_tokenizer_files(checkpoint, tokenizer_files);
     write_hf_checkpoint(command.output, checkpoint.config, tensors, tokenizer_files.files, hf_options);

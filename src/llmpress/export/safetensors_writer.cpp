@@ -28,9 +28,10 @@ DtypeInfo dtype_info(at::ScalarType type, const std::string& tensor_name) {
     case at::kFloat: return {"F32", 15};
     case at::kBFloat16: return {"BF16", 12};
     case at::kHalf: return {"F16", 11};
+    case at::kInt: return {"I32", 13};
     default:
       throw Error("safetensors export: tensor " + tensor_name + " has dtype " + std::string(c10::toString(type)) +
-                  "; only float32, float16 and bfloat16 are written");
+                  "; only float32, float16, bfloat16 and int32 are written");
   }
 }
 
@@ -129,33 +130,21 @@ std::vector<std::string> write_safetensors_files(const std::string& dir, const s
 void write_hf_checkpoint(const std::string& dir, const ModelConfig& config, const std::vector<NamedTensor>& tensors,
                          const std::vector<std::string>& tokenizer_files, const HfCheckpointOptions& options) {
   const std::string target = "Hugging Face export to " + dir;
-  // A factorized layer is checked as the [out, in] matrix it stands for (a broadcast placeholder).
-  std::vector<NamedTensor> to_check = tensors;
-  for (const auto& [name, f] : options.factorized) {
-    const auto& [u, v] = f;
-    if (!u.defined() || !v.defined() || u.dim() != 2 || v.dim() != 2 || u.size(1) != v.size(0))
-      throw Error(target + ": factors of " + name + " must be [out, r] and [r, in]");
-    to_check.push_back({name + ".weight", at::zeros({1}, at::kFloat).expand({u.size(0), v.size(1)})});
-  }
-  const std::map<std::string, at::Tensor> checked = check_export_tensors(config, to_check, target);
+  const std::map<std::string, at::Tensor> checked = check_export_tensors(config, tensors, target);
   std::vector<NamedTensor> out;  // given order, minus what the checkpoint does not store
   std::set<at::ScalarType> dtypes;
   for (const NamedTensor& t : tensors) {
     if (!checked.count(t.name)) continue;
+    const auto replaced = options.replacements.find(t.name);
+    if (replaced != options.replacements.end()) {
+      for (const NamedTensor& r : replaced->second) out.push_back({r.name, r.tensor.to(at::kCPU)});
+      continue;
+    }
     at::Tensor data = t.tensor.to(at::kCPU);
     if (options.dtype) data = data.to(*options.dtype);
     dtype_info(data.scalar_type(), t.name);
     dtypes.insert(data.scalar_type());
     out.push_back({t.name, data});
-  }
-  for (const auto& [name, f] : options.factorized) {
-    for (const auto& [suffix, factor] : {std::pair{".weight_u", f.first}, std::pair{".weight_v", f.second}}) {
-      at::Tensor data = factor.to(at::kCPU).contiguous();
-      if (options.dtype) data = data.to(*options.dtype);
-      dtype_info(data.scalar_type(), name + suffix);
-      dtypes.insert(data.scalar_type());
-      out.push_back({name + suffix, data});
-    }
   }
   std::set<std::string> copied;
   for (const std::string& file : tokenizer_files) {
@@ -169,13 +158,9 @@ void write_hf_checkpoint(const std::string& dir, const ModelConfig& config, cons
   hf["head_dim"] = export_head_dim(config);
   hf["num_key_value_heads"] = config.num_kv_heads > 0 ? config.num_kv_heads : config.num_heads;
   const at::ScalarType main_dtype = dtypes.size() == 1 ? *dtypes.begin() : at::kFloat;
-  if (!options.extra_config_json.empty()) {
-    const nlohmann::json extra = nlohmann::json::parse(options.extra_config_json);
-    if (!extra.is_object()) throw Error(target + ": extra config keys must be a JSON object");
-    for (const auto& [key, value] : extra.items()) hf[key] = value;
-  }
   hf["torch_dtype"] = main_dtype == at::kHalf ? "float16" : main_dtype == at::kBFloat16 ? "bfloat16" : "float32";
 
+  for (const auto& [key, value] : options.extra_config.items()) hf[key] = value;
   AtomicDirectory folder(dir);
   write_file_atomic(folder.file("config.json"), hf.dump(2) + "\n");
   write_safetensors_files(folder.temp_path(), out, options.max_shard_bytes);

@@ -2,11 +2,13 @@
 // safetensors output as Hugging Face's serializer lays it out (formats.md 3), and whole
 // Hugging Face checkpoint folders (config.json + weights + tokenizer files).
 #include <cstdint>
-#include <map>
-#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <map>
 
 #include "llmpress/export/named_tensor.h"
 #include "llmpress/io/model_config.h"
@@ -27,12 +29,10 @@ std::vector<std::string> write_safetensors_files(const std::string& dir, const s
 struct HfCheckpointOptions {
   uint64_t max_shard_bytes = 0;            // 0: one model.safetensors
   std::optional<at::ScalarType> dtype;     // cast every tensor (kFloat, kHalf, kBFloat16); default: keep
-  // Linear layers stored as two factors (low-rank checkpoints, read back by Transformer::load):
-  // NAME -> (U [out, r], V [r, in]) is written as NAME.weight_u and NAME.weight_v in place of
-  // NAME.weight, which `tensors` must then not contain.
-  std::map<std::string, std::pair<at::Tensor, at::Tensor>> factorized;
-  // Extra top-level keys for config.json (a JSON object as text, e.g. {"llmpress": {...}}).
-  std::string extra_config_json;
+  // Tensors stored in place of the named one, as they are (no dtype cast): e.g. GPTQ's qweight,
+  // qzeros, scales and g_idx for "...q_proj.weight", whose NamedTensor then only supplies the shape.
+  std::map<std::string, std::vector<NamedTensor>> replacements;
+  nlohmann::json extra_config = nlohmann::json::object();  // merged into config.json (quantization_config)
 };
 
 // Writes a Hugging Face model folder atomically (built next to `dir`, renamed into place; an
