@@ -46,6 +46,12 @@ void run(const InfoCommand& command) {
     stored_parameters += tensor.numel();
   }
 
+  // Factorized linear layers (llmpress lowrank): NAME.weight_u [out, r] with NAME.weight_v [r, in].
+  std::map<std::string, int64_t> ranks;
+  for (const auto& [name, tensor] : checkpoint.tensors)
+    if (name.size() > 9 && name.compare(name.size() - 9, 9, ".weight_u") == 0 && tensor.shape.size() == 2)
+      ranks[name.substr(0, name.size() - 9)] = tensor.shape[1];
+
   if (command.json) {
     nlohmann::json out;
     out["path"] = checkpoint.path;
@@ -62,6 +68,7 @@ void run(const InfoCommand& command) {
     out["tokenizer"] = checkpoint.tokenizer_file.empty() ? (checkpoint.vocab ? "embedded" : "none")
                                                          : checkpoint.tokenizer_file;
     for (const auto& [type, entry] : by_type) out["bytes_by_type"][type] = entry.second;
+    for (const auto& [name, rank] : ranks) out["low_rank"][name] = rank;
     if (command.tensors)
       for (const auto& [name, tensor] : checkpoint.tensors)
         out["tensors"].push_back(
@@ -90,6 +97,10 @@ void run(const InfoCommand& command) {
   for (const auto& [type, entry] : by_type)
     std::printf("bytes %-9s %llu in %lld tensors\n", type.c_str(), (unsigned long long)entry.second,
                 (long long)entry.first);
+  if (!ranks.empty()) {
+    std::printf("low-rank        %zu linear layers factorized\n\n%-52s %s\n", ranks.size(), "factorized layer", "rank");
+    for (const auto& [name, rank] : ranks) std::printf("%-52s %lld\n", name.c_str(), (long long)rank);
+  }
   if (command.tensors) {
     std::printf("\n%-52s %-6s %-16s %s\n", "tensor", "type", "shape", "bytes");
     for (const auto& [name, tensor] : checkpoint.tensors)

@@ -44,53 +44,6 @@ struct QuantizeCommand {
   bool no_progress = false;
 };
 
-// Tokenizer files to ship with the output, under the names the Hugging Face loader looks for.
-// A llama2.c tokenizer.bin is replaced by the SentencePiece .model of the same name beside it.
-struct TokenizerFiles {
-  std::vector<std::string> files;
-  std::string staging;  // temporary folder for renamed copies, removed by the destructor
-  ~TokenizerFiles() {
-    std::error_code ec;
-    if (!staging.empty()) fs::remove_all(staging, ec);
-  }
-  void add_as(const fs::path& source, const std::string& name) {
-    if (source.filename() == name) {
-      files.push_back(source.string());
-      return;
-    }
-    if (staging.empty()) {
-      std::string pattern = (fs::temp_directory_path() / "llmpress-quantize-XXXXXX").string();
-      if (!mkdtemp(pattern.data())) throw Error("cannot create a temporary folder in " + fs::temp_directory_path().string());
-      staging = pattern;
-    }
-    fs::copy_file(source, fs::path(staging) / name, fs::copy_options::overwrite_existing);
-    files.push_back((fs::path(staging) / name).string());
-  }
-};
-
-void collect_tokenizer_files(const Checkpoint& checkpoint, TokenizerFiles& out) {
-  if (checkpoint.tokenizer_file.empty()) {
-    std::fprintf(stderr, "warning: %s has no tokenizer file; the output gets none (pass --tokenizer later)\n",
-                 checkpoint.path.c_str());
-    return;
-  }
-  fs::path file = checkpoint.tokenizer_file;
-  if (file.extension() == ".bin") {
-    const fs::path model = fs::path(file).replace_extension(".model");
-    if (!fs::is_regular_file(model)) {
-      std::fprintf(stderr, "warning: no SentencePiece model beside %s; the output gets no tokenizer\n",
-                   file.string().c_str());
-      return;
-    }
-    file = model;
-  }
-  out.add_as(file, file.extension() == ".json" ? "tokenizer.json" : "tokenizer.model");
-  for (const char* extra : {"tokenizer_config.json", "special_tokens_map.json", "generation_config.json"}) {
-    const fs::path path = file.parent_path() / extra;
-    if (checkpoint.format == CheckpointFormat::HuggingFace && fs::is_regular_file(path)) out.add_as(path, extra);
-  }
-}
-
 double mib(double bits) { return bits / 8.0 / 1048576.0; }
 
 // Per-linear GGUF types of a llama-quantize mix, by Hugging Face linear name (no ".weight"),

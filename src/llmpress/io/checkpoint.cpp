@@ -178,11 +178,31 @@ std::map<std::string, std::vector<int64_t>> expected_tensor_shapes(const ModelCo
   return shapes;
 }
 
+namespace {
+bool ends_with_weight(const std::string& name) {
+  return name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
+}
+}  // namespace
+
 void check_tensors_against_config(const Checkpoint& checkpoint) {
   std::vector<std::string> missing;
   std::string wrong_shape;
   for (const auto& [name, shape] : expected_tensor_shapes(checkpoint.config)) {
     auto it = checkpoint.tensors.find(name);
+    if (it == checkpoint.tensors.end() && ends_with_weight(name)) {
+      // A factorized linear (llmpress lowrank): NAME.weight_u [out, r] and NAME.weight_v [r, in].
+      const auto u = checkpoint.tensors.find(name + "_u"), v = checkpoint.tensors.find(name + "_v");
+      if (u != checkpoint.tensors.end() && v != checkpoint.tensors.end()) {
+        const auto& us = u->second.shape;
+        const auto& vs = v->second.shape;
+        const bool ok = us.size() == 2 && vs.size() == 2 && shape.size() == 2 && us[0] == shape[0] &&
+                        vs[1] == shape[1] && us[1] == vs[0] && us[1] >= 1;
+        if (!ok && wrong_shape.empty())
+          wrong_shape = "factors " + name + "_u " + shape_string(us) + " and " + name + "_v " + shape_string(vs) +
+                        " do not multiply to the shape " + shape_string(shape) + " the config needs";
+        continue;
+      }
+    }
     if (it == checkpoint.tensors.end()) {
       missing.push_back(name);
     } else if (it->second.shape != shape && wrong_shape.empty()) {

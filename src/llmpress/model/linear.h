@@ -17,6 +17,8 @@ class LinearWeight {
   virtual int64_t out_features() const = 0;
   // Exact size of the stored representation, for size and bits-per-weight reports.
   virtual int64_t storage_bits() const = 0;
+  // Stored parameters: in * out for a matrix (quantized or not), fewer for a factorized one.
+  virtual int64_t parameter_count() const { return in_features() * out_features(); }
   // The weight as a dense [out, in] matrix (dequantized / multiplied out), for export and analysis.
   virtual at::Tensor dense() const = 0;
   virtual std::string kind() const = 0;

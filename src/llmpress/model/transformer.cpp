@@ -4,6 +4,7 @@
 
 #include "llmpress/core/error.h"
 #include "llmpress/io/checkpoint.h"
+#include "llmpress/lowrank/low_rank_weight.h"
 
 namespace llmpress {
 
@@ -135,7 +136,12 @@ std::string layer_prefix(int64_t index) { return "model.layers." + std::to_strin
 
 Linear load_linear(const Checkpoint& checkpoint, const std::string& name, const at::Device& device) {
   Linear linear;
-  linear.weight = std::make_shared<DenseWeight>(checkpoint.load(name + ".weight", device));
+  // A factorized checkpoint (llmpress lowrank) stores NAME.weight_u [out, r] and NAME.weight_v [r, in].
+  if (!checkpoint.has(name + ".weight") && checkpoint.has(name + ".weight_u") && checkpoint.has(name + ".weight_v"))
+    linear.weight = std::make_shared<LowRankWeight>(checkpoint.load(name + ".weight_u", device),
+                                                    checkpoint.load(name + ".weight_v", device));
+  else
+    linear.weight = std::make_shared<DenseWeight>(checkpoint.load(name + ".weight", device));
   if (checkpoint.has(name + ".bias")) linear.bias = checkpoint.load(name + ".bias", device);
   return linear;
 }
@@ -215,7 +221,7 @@ int64_t Transformer::parameter_count() const {
     count += layer.input_norm.numel() + layer.post_attention_norm.numel();
     for (const std::string& name : DecoderLayer::linear_names()) {
       const Linear& linear = layer.linear(name);
-      count += linear.weight->in_features() * linear.weight->out_features();
+      count += linear.weight->parameter_count();
       if (linear.bias.defined()) count += linear.bias.numel();
     }
   }
