@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Perplexity after unstructured (50/60/70%) and N:M (2:4, 4:8) pruning with magnitude (per layer),
+# Wanda and SparseGPT, and SparseGPT 2:4 with joint 4-bit quantization (asymmetric, group 32), on the
+# two shared trained models (GPTQ convention, -c 256, whole eval file). Prints Markdown tables.
+#
+#   bench/prune.sh [BUILD_DIR]
+#
+# Environment: SHARED (default ../shared), THREADS (default 2), NSAMPLES (64), SEQLEN (256),
+# WORK (scratch folder, default /tmp/llmpress-bench-prune).
+# stories260K's down_proj has 172 inputs, not a multiple of 8: its 4:8 runs keep down_proj dense.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+SHARED=${SHARED:-../shared}
+THREADS=${THREADS:-2}
+NSAMPLES=${NSAMPLES:-64}
+SEQLEN=${SEQLEN:-256}
+WORK=${WORK:-/tmp/llmpress-bench-prune}
+mkdir -p "$WORK"
+L="$BUILD/llmpress"
+
+ppl() {  # model text -> perplexity
+  "$L" perplexity -m "$1" -f "$2" -c 256 --json --no-progress -t "$THREADS" 2>/dev/null |
+    python3 -c "import json,sys; print('%.4f' % json.load(sys.stdin)['perplexity'])"
+}
+prune() {  # model calib args... -> prints the perplexity of the result on $EVAL
+  local model=$1 calib=$2
+  shift 2
+  rm -rf "$WORK/p"
+  "$L" prune -m "$model" -o "$WORK/p" --calib "$calib" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" -t "$THREADS" \
+    --no-progress "$@" > "$WORK/prune.log" 2>&1 || { cat "$WORK/prune.log" >&2; exit 1; }
+  ppl "$WORK/p" "$EVAL"
+}
+table() {  # label model calib eval skip48
+  local label=$1 model=$2 calib=$3 skip48=$5
+  EVAL=$4
+  echo "#### $label (dense: $(ppl "$model" "$EVAL"))"
+  echo
+  echo "| method | 50% | 60% | 70% | 2:4 | 4:8 |"
+  echo "|---|---|---|---|---|---|"
+  for method in magnitude wanda sparsegpt; do
+    local cells="| $method"
+    for s in 0.5 0.6 0.7; do cells+=" | $(prune "$model" "$calib" --method $method --sparsity $s)"; done
+    cells+=" | $(prune "$model" "$calib" --method $method --pattern 2:4)"
+    cells+=" | $(prune "$model" "$calib" --method $method --pattern 4:8 ${skip48:+--skip "$skip48"})"
+    echo "$cells |"
+  done
+  echo
+  echo "SparseGPT 2:4 + joint 4-bit (asym, group 32): $(prune "$model" "$calib" --method sparsegpt --pattern 2:4 --bits 4 --group 32)"
+  echo
+}
+
+table stories260K "$SHARED/models/stories260K/stories260K.bin" "$SHARED/data/tinystories-calib.txt" \
+  "$SHARED/data/tinystories-eval.txt" down_proj
+table gutenberg-dev-llama-5m "$SHARED/models/gutenberg-dev-llama-5m" "$SHARED/data/gutenberg-dev-calib.txt" \
+  "$SHARED/data/gutenberg-dev-eval.txt" ""
