@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Perplexity after unstructured (50/60/70%) and N:M (2:4, 4:8) pruning with magnitude (per layer),
-# Wanda and SparseGPT, and SparseGPT 2:4 with joint 4-bit quantization (asymmetric, group 32), on the
-# two shared trained models (GPTQ convention, -c 256, whole eval file). Prints Markdown tables.
+# Wanda and SparseGPT, SparseGPT 2:4 with joint 4-bit quantization (asymmetric, group 32), and
+# structured pruning (attention heads, MLP channels, whole layers) on the two shared trained models
+# (GPTQ convention, -c 256, whole eval file). Prints Markdown tables.
 #
 #   bench/prune.sh [BUILD_DIR]
 #
@@ -22,6 +23,14 @@ L="$BUILD/llmpress"
 ppl() {  # model text -> perplexity
   "$L" perplexity -m "$1" -f "$2" -c 256 --json --no-progress -t "$THREADS" 2>/dev/null |
     python3 -c "import json,sys; print('%.4f' % json.load(sys.stdin)['perplexity'])"
+}
+structured() {  # model calib args... -> "perplexity | parameters removed"
+  local model=$1 calib=$2
+  shift 2
+  rm -rf "$WORK/p"
+  "$L" prune -m "$model" -o "$WORK/p" --calib "$calib" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" -t "$THREADS" \
+    --no-progress "$@" > "$WORK/prune.log" 2>&1 || { cat "$WORK/prune.log" >&2; exit 1; }
+  echo "$(ppl "$WORK/p" "$EVAL") | $(sed -n 's/^parameters: .*(\(.*\) removed)$/\1/p' "$WORK/prune.log")"
 }
 prune() {  # model calib args... -> prints the perplexity of the result on $EVAL
   local model=$1 calib=$2
@@ -48,9 +57,24 @@ table() {  # label model calib eval skip48
   echo
   echo "SparseGPT 2:4 + joint 4-bit (asym, group 32): $(prune "$model" "$calib" --method sparsegpt --pattern 2:4 --bits 4 --group 32)"
   echo
+  echo "| structured | perplexity | parameters removed |"
+  echo "|---|---|---|"
+  shift 5
+  local args
+  for args in "$@"; do
+    echo "| $args | $(structured "$model" "$calib" $args) |"
+  done
+  echo
 }
 
+# Channel ratios chosen so that about 20% and 30% of all parameters go (MLP channels are 64% of
+# stories260K's parameters and 71% of gutenberg's); heads: one kv group of stories260K's four and of
+# gutenberg's two.
 table stories260K "$SHARED/models/stories260K/stories260K.bin" "$SHARED/data/tinystories-calib.txt" \
-  "$SHARED/data/tinystories-eval.txt" down_proj
+  "$SHARED/data/tinystories-eval.txt" down_proj \
+  "--method heads --ratio 0.25" "--method heads --ratio 0.5" "--method channels --ratio 0.31" \
+  "--method channels --ratio 0.47" "--method layers --count 1" "--method layers --count 2"
 table gutenberg-dev-llama-5m "$SHARED/models/gutenberg-dev-llama-5m" "$SHARED/data/gutenberg-dev-calib.txt" \
-  "$SHARED/data/gutenberg-dev-eval.txt" ""
+  "$SHARED/data/gutenberg-dev-eval.txt" "" \
+  "--method heads --ratio 0.5" "--method channels --ratio 0.282" "--method channels --ratio 0.4225" \
+  "--method layers --count 1" "--method layers --count 2"

@@ -57,6 +57,14 @@ TEST(CliPrune, SparseGpt24WritesCompliantCheckpointAndGguf) {
     else if (w.dim() == 2)
       EXPECT_LT(measure_sparsity(w).sparsity(), 0.01) << name;
   }
+  // info --sparsity reads the same back from the files.
+  const RunResult info = llmpress("info -m " + dir.file("sp") + " --sparsity --no-tensors");
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("50.00% of decoder linear weights"), std::string::npos) << info.out;
+  const size_t line = info.out.find("model.layers.2.mlp.up_proj.weight");
+  ASSERT_NE(line, std::string::npos) << info.out;
+  EXPECT_NE(info.out.substr(line, info.out.find('\n', line) - line).find("50.00% 2:4"), std::string::npos) << info.out;
+
   // stories260K is tiny (64 wide): 2:4 costs it a lot, but far less with SparseGPT than by magnitude.
   const RunResult m = llmpress("prune -m " + model + " -o " + dir.file("mag") + " --method magnitude --pattern 2:4" + common);
   ASSERT_EQ(m.exit_code, 0) << m.err;
