@@ -2,11 +2,12 @@
 # Perplexity after unstructured (50/60/70%) and N:M (2:4, 4:8) pruning with magnitude (per layer),
 # Wanda and SparseGPT, SparseGPT 2:4 with joint 4-bit quantization (asymmetric, group 32), and
 # structured pruning (attention heads, MLP channels, whole layers) on the two shared trained models
-# (GPTQ convention, -c 256, whole eval file). Prints Markdown tables.
+# (GPTQ convention, -c 256, the first CHUNKS windows of the eval file). Prints Markdown tables.
 #
 #   bench/prune.sh [BUILD_DIR]
 #
-# Environment: SHARED (default ../shared), THREADS (default 2), NSAMPLES (64), SEQLEN (256),
+# Environment: SHARED (default ../shared), THREADS (default 2), NSAMPLES (64), SEQLEN (256), CHUNKS
+# (eval windows of 256 tokens, default 100; 0: the whole file),
 # WORK (scratch folder, default /tmp/llmpress-bench-prune).
 # stories260K's down_proj has 172 inputs, not a multiple of 8: its 4:8 runs keep down_proj dense.
 set -euo pipefail
@@ -16,12 +17,15 @@ SHARED=${SHARED:-../shared}
 THREADS=${THREADS:-2}
 NSAMPLES=${NSAMPLES:-64}
 SEQLEN=${SEQLEN:-256}
+CHUNKS=${CHUNKS:-100}
 WORK=${WORK:-/tmp/llmpress-bench-prune}
 mkdir -p "$WORK"
 L="$BUILD/llmpress"
 
 ppl() {  # model text -> perplexity
-  "$L" perplexity -m "$1" -f "$2" -c 256 --json --no-progress -t "$THREADS" 2>/dev/null |
+  local limit=()
+  [ "$CHUNKS" -gt 0 ] && limit=(--chunks "$CHUNKS")
+  "$L" perplexity -m "$1" -f "$2" -c 256 "${limit[@]}" --json --no-progress -t "$THREADS" 2>/dev/null |
     python3 -c "import json,sys; print('%.4f' % json.load(sys.stdin)['perplexity'])"
 }
 structured() {  # model calib args... -> "perplexity | parameters removed"

@@ -104,6 +104,17 @@ TEST(CliPrune, MethodsOrderAndSkip) {
   EXPECT_LT(measure_sparsity(out.load("model.layers.3.mlp.down_proj.weight")).sparsity(), 0.01);
   EXPECT_LT(measure_sparsity(out.load("model.layers.0.self_attn.q_proj.weight")).sparsity(), 0.01);
   EXPECT_EQ(measure_sparsity(out.load("model.layers.1.self_attn.q_proj.weight")).sparsity(), 0.5);
+
+  // --sparsity-for: per-layer targets by name, first match wins.
+  const RunResult f = llmpress("prune -m " + model + " -o " + dir.file("for") +
+                               " --method magnitude --sparsity 0.25 --sparsity-for 'down_proj=2:4' --sparsity-for "
+                               "'mlp\\.=0.75' --no-progress");
+  ASSERT_EQ(f.exit_code, 0) << f.err;
+  EXPECT_NE(f.out.find("N:M compliance of pruned layers: 13760 of 13760 groups (all)"), std::string::npos) << f.out;
+  const Checkpoint per = open_checkpoint(dir.file("for"));
+  EXPECT_EQ(measure_sparsity(per.load("model.layers.2.self_attn.k_proj.weight")).sparsity(), 0.25);
+  EXPECT_EQ(measure_sparsity(per.load("model.layers.2.mlp.gate_proj.weight")).sparsity(), 0.75);
+  EXPECT_EQ(detect_nm_pattern(per.load("model.layers.2.mlp.down_proj.weight")), "2:4");
 }
 
 TEST(CliPrune, StructuredMethodsWriteSmallerModels) {

@@ -2,6 +2,7 @@
 // engine, written with the removed weights as zeros; structured pruning (attention heads, MLP
 // channels, whole layers) that writes a genuinely smaller model. Output: Hugging Face folder or GGUF.
 #include <cstdio>
+#include <regex>
 #include <filesystem>
 
 #include "llmpress/calib/engine.h"
@@ -16,7 +17,7 @@
 #include "llmpress/model/transformer.h"
 #include "llmpress/prune/layer_removal.h"
 #include "llmpress/prune/magnitude.h"
-#include "llmpress/prune/skip.h"
+#include "llmpress/prune/routing.h"
 #include "llmpress/prune/sparsegpt.h"
 #include "llmpress/prune/sparsity_report.h"
 #include "llmpress/prune/wanda.h"
@@ -36,6 +37,7 @@ struct PruneCommand {
   int64_t count = -1;   // layers: number removed (replaces --ratio)
   std::string scope;    // row, layer, global; default: the method's own
   std::string skip;
+  std::vector<std::string> sparsity_for;  // REGEX=S or REGEX=N:M, first match wins
   std::string format;   // hf or gguf; default from the output name
   std::string type = "F32";
   int bits = 0;         // sparsegpt: joint quantization of the kept weights
@@ -59,7 +61,7 @@ MaskScope parse_scope(const std::string& scope) {
 }
 
 // The names (without ".weight") of every decoder linear layer the compressor will prune.
-std::vector<std::string> pruned_linears(const ModelConfig& config, const SkippingCompressor* skip) {
+std::vector<std::string> pruned_linears(const ModelConfig& config, const RoutingCompressor* skip) {
   std::vector<std::string> names;
   for (int64_t i = 0; i < config.num_layers; ++i)
     for (const std::string& name : DecoderLayer::linear_names()) {
@@ -77,7 +79,8 @@ std::unique_ptr<Compressor> make_pruner(const PruneCommand& command, const Spars
     if (command.scope == "global") {
       if (target.semi_structured()) throw Error("--scope global does not apply to an N:M --pattern");
       // The threshold over every linear layer that will be pruned (one float32 copy of them).
-      SkippingCompressor probe(std::make_unique<MagnitudeCompressor>(target, MaskScope::Layer), command.skip);
+      if (!command.sparsity_for.empty()) throw Error("--scope global uses one threshold; it does not combine with --sparsity-for");
+      RoutingCompressor probe(std::make_unique<MagnitudeCompressor>(target, MaskScope::Layer), command.skip);
       std::vector<at::Tensor> weights;
       for (const std::string& name : pruned_linears(checkpoint.config, &probe))
         weights.push_back(checkpoint.load(name + ".weight"));
@@ -103,6 +106,38 @@ std::unique_ptr<Compressor> make_pruner(const PruneCommand& command, const Spars
     return std::make_unique<SparseGptCompressor>(options);
   }
   throw Error("--method: unknown method '" + command.method + "' (magnitude, wanda, sparsegpt, heads, channels, layers)");
+}
+
+struct TargetRule {
+  std::string pattern;
+  SparsityTarget target;
+};
+
+// "REGEX=0.3" or "REGEX=2:4" (split at the last '=').
+std::vector<TargetRule> parse_target_rules(const std::vector<std::string>& texts) {
+  std::vector<TargetRule> rules;
+  for (const std::string& text : texts) {
+    const size_t eq = text.rfind('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
+      throw Error("--sparsity-for '" + text + "': expected REGEX=FRACTION or REGEX=N:M (e.g. 'mlp\\.=0.6')");
+    const std::string value = text.substr(eq + 1);
+    SparsityTarget target;
+    if (value.find(':') != std::string::npos) {
+      target = SparsityTarget::pattern(value);
+    } else {
+      size_t used = 0;
+      double fraction = 0;
+      try {
+        fraction = std::stod(value, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != value.size()) throw Error("--sparsity-for '" + text + "': '" + value + "' is not a fraction or N:M");
+      target = SparsityTarget::unstructured(fraction);
+    }
+    rules.push_back({text.substr(0, eq), target});
+  }
+  return rules;
 }
 
 std::string format_of(const PruneCommand& command) {
@@ -140,8 +175,9 @@ at::Tensor read_calibration(const PruneCommand& command, const Checkpoint& check
 void run_structured(const PruneCommand& command, const std::string& format, TensorType type) {
   if (command.calib_file.empty())
     throw Error("--method " + command.method + " needs calibration text: --calib FILE (plain text or .jsonl)");
-  if (!command.pattern.empty() || command.bits != 0 || !command.scope.empty() || !command.skip.empty())
-    throw Error("--pattern, --bits, --scope and --skip apply to magnitude, wanda and sparsegpt, not to --method " +
+  if (!command.pattern.empty() || command.bits != 0 || !command.scope.empty() || !command.skip.empty() ||
+      !command.sparsity_for.empty())
+    throw Error("--pattern, --sparsity-for, --bits, --scope and --skip apply to magnitude, wanda and sparsegpt, not to --method " +
                 command.method);
   const Checkpoint checkpoint = open_model(command.model);
   const at::Device device = parse_device(command.model.device);
@@ -199,11 +235,17 @@ void run(PruneCommand command) {
 
   const Checkpoint checkpoint = open_model(command.model);
   const at::Device device = parse_device(command.model.device);
-  auto skipping = std::make_unique<SkippingCompressor>(make_pruner(command, target, checkpoint), command.skip);
-  SkippingCompressor& pruner = *skipping;
+  RoutingCompressor pruner(make_pruner(command, target, checkpoint), command.skip);
+  const std::vector<TargetRule> rules = parse_target_rules(command.sparsity_for);
+  for (const TargetRule& rule : rules) pruner.add_rule(rule.pattern, make_pruner(command, rule.target, checkpoint));
+  auto target_of = [&](const std::string& name) {
+    for (const TargetRule& rule : rules)
+      if (std::regex_search(name, std::regex(rule.pattern))) return rule.target;
+    return target;
+  };
   // Fail before any work when an N:M pattern cannot apply to a layer that will be pruned.
   for (const std::string& name : pruned_linears(checkpoint.config, &pruner))
-    check_pattern_fits(target, checkpoint.tensor(name + ".weight").shape.back(), name);
+    check_pattern_fits(target_of(name), checkpoint.tensor(name + ".weight").shape.back(), name);
 
   at::Tensor tokens = at::zeros({0, 1}, at::kLong);  // magnitude without --verbose: no samples to run
   if (!command.calib_file.empty() && !needs_calibration)
@@ -241,7 +283,8 @@ void run(PruneCommand command) {
       tensors.push_back({prefix + name + ".weight", weight});
       if (linear.bias.defined()) tensors.push_back({prefix + name + ".bias", linear.bias.to(at::kCPU)});
       const bool skipped = pruner.skips(prefix + name);
-      const SparsityStats stats = measure_sparsity(weight, target.n, target.m);
+      const SparsityTarget layer_target = target_of(prefix + name);
+      const SparsityStats stats = measure_sparsity(weight, layer_target.n, layer_target.m);
       report.push_back({prefix + name, stats, skipped});
       all_linears += stats;
       if (!skipped) pruned_total += stats;
@@ -252,10 +295,11 @@ void run(PruneCommand command) {
   write_output(command, format, type, checkpoint, checkpoint.config, tensors);
 
   // The summary: measured on the weights as written before any GGUF block encoding.
-  const bool nm = target.semi_structured();
+  bool nm = target.semi_structured();
+  for (const TargetRule& rule : rules) nm = nm || rule.target.semi_structured();
   std::map<std::string, const LinearReport*> errors;
   for (const LinearReport& r : result.linears) errors[r.name] = &r;
-  std::printf("%-40s %9s%s%s\n", "tensor", "sparsity", nm ? ("  " + target.describe() + " groups").c_str() : "",
+  std::printf("%-40s %9s%s%s\n", "tensor", "sparsity", nm ? "  N:M groups" : "",
               options.measure_errors ? "   ||dWX||^2   relative" : "");
   for (const TensorSparsity& t : report) {
     std::printf("%-40s %8.2f%%", t.name.c_str(), 100 * t.stats.sparsity());
@@ -274,7 +318,8 @@ void run(PruneCommand command) {
   std::printf("all decoder linear layers: %.2f%% zero; whole model (embeddings, norms, head dense): %.2f%% zero\n",
               100 * all_linears.sparsity(), 100 * double(all_linears.zeros) / total_params);
   if (nm)
-    std::printf("%s compliance of pruned layers: %lld of %lld groups (%s)\n", target.describe().c_str(),
+    std::printf("%s compliance of pruned layers: %lld of %lld groups (%s)\n",
+                rules.empty() ? target.describe().c_str() : "N:M",
                 (long long)pruned_total.compliant_groups, (long long)pruned_total.groups,
                 pruned_total.compliant() ? "all" : "NOT all");
   if (!pruner.skipped().empty()) std::printf("skipped: %zu linear layers matching --skip\n", pruner.skipped().size());
@@ -312,6 +357,9 @@ void register_prune(CLI::App& app) {
   sub->add_option("--skip", command->skip,
                   "leave linear layers whose name matches this regex dense (e.g. 'layers\\.0\\.|down_proj'); "
                   "embeddings and head are never pruned");
+  sub->add_option("--sparsity-for", command->sparsity_for,
+                  "REGEX=S or REGEX=N:M: another target for the linear layers whose name matches REGEX (first "
+                  "match wins; repeatable), e.g. 'mlp\\.=0.6' or 'self_attn=2:4'");
   sub->add_option("--format", command->format, "hf or gguf (default: from the output name)");
   sub->add_option("--type", command->type,
                   "element type: F32, F16, BF16 (hf, gguf) or a GGUF block type (Q8_0, Q4_0, ...; zeros stay zero "
