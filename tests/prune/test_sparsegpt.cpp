@@ -149,6 +149,35 @@ TEST(SparseGpt, JointQuantizationKeepsTheMaskAndTheGrid) {
   EXPECT_LT(output_error(w, r.weight, h), output_error(w, naive, h));
 }
 
+TEST(SparseGpt, KeepZerosQuantizesAPrunedWeightWithoutRefillingIt) {
+  at::manual_seed(27);
+  // Strongly correlated inputs: compensation moves the other weights by a lot.
+  const at::Tensor x = at::randn({400, 1}, at::kDouble) + 0.05 * at::randn({400, 64}, at::kDouble);
+  const at::Tensor h = at::matmul(x.t(), x) / 400.0;
+  const at::Tensor pruned = at::randn({16, 64}).masked_fill(at::rand({16, 64}) < 0.5, 0.0);
+  IntGridSpec grid;
+  grid.bits = 4;
+  grid.group_size = 32;
+  SparseGptOptions options = options_for(SparsityTarget::unstructured(0), 32);
+  options.grid = grid;
+  // Plain GPTQ-style compensation fills zeros in ...
+  SparseGptOptions fine = options;
+  fine.grid->bits = 8;
+  const at::Tensor refilled = sparsegpt_prune(pruned, h, fine).weight;
+  EXPECT_TRUE((refilled.masked_select(pruned == 0) != 0).any().item<bool>());
+  fine.keep_zeros = true;
+  EXPECT_TRUE((sparsegpt_prune(pruned, h, fine).weight.masked_select(pruned == 0) == 0).all().item<bool>());
+  // ... keep_zeros leaves every one of them zero, and also applies on top of a further N:M mask.
+  options.keep_zeros = true;
+  const SparseGptResult kept = sparsegpt_prune(pruned, h, options);
+  EXPECT_TRUE((kept.weight.masked_select(pruned == 0) == 0).all().item<bool>());
+  EXPECT_TRUE(at::equal(kept.quantized->dense(), kept.weight));
+  options.target = SparsityTarget::pattern("2:4");
+  const SparseGptResult nm = sparsegpt_prune(pruned, h, options);
+  EXPECT_TRUE((nm.weight.masked_select(pruned == 0) == 0).all().item<bool>());
+  EXPECT_TRUE(measure_sparsity(nm.weight, 2, 4).compliant());
+}
+
 TEST(SparseGpt, BadHessiansAreHandled) {
   at::manual_seed(26);
   const at::Tensor w = at::randn({8, 64});

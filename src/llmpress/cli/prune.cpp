@@ -43,6 +43,7 @@ struct PruneCommand {
   int bits = 0;         // sparsegpt: joint quantization of the kept weights
   int64_t group = 128;
   bool sym = false;
+  bool keep_zeros = false;
   double damp = 0.01;
   int64_t block = 128;
   std::string calib_file;
@@ -73,8 +74,8 @@ std::vector<std::string> pruned_linears(const ModelConfig& config, const Routing
 
 std::unique_ptr<Compressor> make_pruner(const PruneCommand& command, const SparsityTarget& target,
                                         const Checkpoint& checkpoint) {
-  if (command.bits != 0 && command.method != "sparsegpt")
-    throw Error("--bits (joint quantization) is only available with --method sparsegpt");
+  if ((command.bits != 0 || command.keep_zeros) && command.method != "sparsegpt")
+    throw Error("--bits (joint quantization) and --keep-zeros are only available with --method sparsegpt");
   if (command.method == "magnitude") {
     if (command.scope == "global") {
       if (target.semi_structured()) throw Error("--scope global does not apply to an N:M --pattern");
@@ -96,6 +97,7 @@ std::unique_ptr<Compressor> make_pruner(const PruneCommand& command, const Spars
     options.target = target;
     options.percdamp = command.damp;
     options.block_size = command.block;
+    options.keep_zeros = command.keep_zeros;
     if (command.bits != 0) {
       IntGridSpec grid;
       grid.bits = command.bits;
@@ -368,6 +370,9 @@ void register_prune(CLI::App& app) {
   sub->add_option("--bits", command->bits,
                   "sparsegpt: also quantize the kept weights onto an integer grid of this many bits in the same "
                   "pass (written dequantized)");
+  sub->add_flag("--keep-zeros", command->keep_zeros,
+                "sparsegpt: weights already zero stay zero (quantize an already pruned model: --sparsity 0 --bits 4 "
+                "--keep-zeros is GPTQ that keeps its mask)");
   sub->add_option("--group", command->group, "with --bits: input columns per grid group; -1: per output row")
       ->capture_default_str();
   sub->add_flag("--sym", command->sym, "with --bits: symmetric grid");

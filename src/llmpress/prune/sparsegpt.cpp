@@ -25,6 +25,8 @@ SparseGptResult sparsegpt_prune(const at::Tensor& weight, const at::Tensor& hess
 
   const auto device = weight.device();
   at::Tensor w = weight.to(at::kFloat).clone();
+  // Taken before any update: compensation makes later zeros nonzero before their block is reached.
+  const at::Tensor zeros_kept = options.keep_zeros ? (w == 0) : at::Tensor();
   at::Tensor h = hessian.to(device, at::kDouble).clone();
   if (!at::isfinite(h).all().item<bool>()) throw Error(label + ": the Hessian contains NaN or Inf");
   const at::Tensor dead = h.diagonal() == 0;
@@ -73,11 +75,14 @@ SparseGptResult sparsegpt_prune(const at::Tensor& weight, const at::Tensor& hess
     at::Tensor mask1 = target.semi_structured()
                            ? at::zeros({rows, n}, mask.options())
                            : lowest_mask(w1.pow(2) / d2, target.sparsity, MaskScope::Layer);
+    if (options.keep_zeros) mask1 = mask1 | zeros_kept.narrow(1, i1, n);
     for (int64_t i = 0; i < n; ++i) {
       const int64_t k = i1 + i;
       if (target.semi_structured() && i % target.m == 0) {
         const at::Tensor saliency = w1.narrow(1, i, target.m).pow(2) / d2.narrow(1, i, target.m);
-        mask1.narrow(1, i, target.m).copy_(nm_mask(saliency, target.n, target.m));
+        at::Tensor group_mask = nm_mask(saliency, target.n, target.m);
+        if (options.keep_zeros) group_mask = group_mask | zeros_kept.narrow(1, i1 + i, target.m);
+        mask1.narrow(1, i, target.m).copy_(group_mask);
       }
       if (grouped && k % group == 0) {
         at::Tensor part = w1.narrow(1, i, std::min(group, n - i));
@@ -123,9 +128,9 @@ SparseGptCompressor::SparseGptCompressor(SparseGptOptions options) : options_(st
 
 std::string SparseGptCompressor::describe() const {
   char text[200];
-  std::snprintf(text, sizeof text, "sparsegpt %s damp %.3g block %lld%s%s", options_.target.describe().c_str(),
+  std::snprintf(text, sizeof text, "sparsegpt %s damp %.3g block %lld%s%s%s", options_.target.describe().c_str(),
                 options_.percdamp, (long long)options_.block_size, options_.grid ? " + " : "",
-                options_.grid ? options_.grid->describe().c_str() : "");
+                options_.grid ? options_.grid->describe().c_str() : "", options_.keep_zeros ? " keep-zeros" : "");
   return text;
 }
 

@@ -18,6 +18,9 @@ struct SparseGptOptions {
   int64_t block_size = 128;    // columns whose mask is chosen together (unstructured), lazy updates
   int max_damp_increases = 6;  // Cholesky failure: dampening x10 up to this many times
   std::optional<IntGridSpec> grid;  // joint quantization of the kept weights
+  // Weights that are already exactly zero stay zero (removed in addition to the target's mask):
+  // quantizing an already pruned model (sparsity 0 + grid is then GPTQ that keeps the mask).
+  bool keep_zeros = false;
 };
 
 struct SparseGptResult {
