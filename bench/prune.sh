@@ -8,7 +8,7 @@
 #
 # Environment: SHARED (default ../shared), THREADS (default 2), NSAMPLES (64), SEQLEN (256), CHUNKS
 # (eval windows of 256 tokens, default 100; 0: the whole file),
-# WORK (scratch folder, default /tmp/llmpress-bench-prune).
+# WORK (scratch folder, default /tmp/llmpress-bench-prune), ONLY (run only the model of this label).
 # stories260K's down_proj has 172 inputs, not a multiple of 8: its 4:8 runs keep down_proj dense.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +46,7 @@ prune() {  # model calib args... -> prints the perplexity of the result on $EVAL
 }
 table() {  # label model calib eval skip48
   local label=$1 model=$2 calib=$3 skip48=$5
+  [ -z "${ONLY:-}" ] || [ "$ONLY" = "$label" ] || return 0
   EVAL=$4
   echo "#### $label (dense: $(ppl "$model" "$EVAL"))"
   echo
