@@ -43,5 +43,6 @@ void register_info(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_lowrank(CLI::App& app);
+void register_prune(CLI::App& app);
 
 }  // namespace llmpress::cli

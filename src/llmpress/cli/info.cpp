@@ -5,6 +5,7 @@
 #include <map>
 
 #include "llmpress/cli/common.h"
+#include "llmpress/prune/sparsity_report.h"
 
 namespace llmpress::cli {
 
@@ -14,7 +15,26 @@ struct InfoCommand {
   ModelOptions model;
   bool json = false;
   bool tensors = true;
+  bool sparsity = false;
 };
+
+// Zeros of every 2-D tensor (loads each one), the N:M pattern it follows, and the totals over
+// the decoder linear layers and the whole model.
+void print_sparsity(const Checkpoint& checkpoint) {
+  SparsityStats linears, all;
+  std::printf("\n%-52s %9s %s\n", "tensor", "zeros", "pattern");
+  for (const auto& [name, raw] : checkpoint.tensors) {
+    if (raw.shape.size() != 2) continue;
+    const at::Tensor w = checkpoint.load(name);
+    const SparsityStats stats = measure_sparsity(w);
+    const std::string pattern = detect_nm_pattern(w);
+    std::printf("%-52s %8.2f%% %s\n", name.c_str(), 100 * stats.sparsity(), pattern.empty() ? "-" : pattern.c_str());
+    all += stats;
+    if (name.rfind("model.layers.", 0) == 0) linears += stats;
+  }
+  std::printf("sparsity        %.2f%% of decoder linear weights, %.2f%% of all matrix weights\n",
+              100 * linears.sparsity(), 100 * all.sparsity());
+}
 
 std::string shape_text(const std::vector<int64_t>& shape) {
   std::string text = "[";
@@ -101,6 +121,7 @@ void run(const InfoCommand& command) {
     std::printf("low-rank        %zu linear layers factorized\n\n%-52s %s\n", ranks.size(), "factorized layer", "rank");
     for (const auto& [name, rank] : ranks) std::printf("%-52s %lld\n", name.c_str(), (long long)rank);
   }
+  if (command.sparsity) print_sparsity(checkpoint);
   if (command.tensors) {
     std::printf("\n%-52s %-6s %-16s %s\n", "tensor", "type", "shape", "bytes");
     for (const auto& [name, tensor] : checkpoint.tensors)
@@ -117,6 +138,8 @@ void register_info(CLI::App& app) {
   add_model_options(*sub, command->model);
   sub->add_flag("--json", command->json, "print as JSON");
   sub->add_flag("!--no-tensors", command->tensors, "omit the per-tensor list");
+  sub->add_flag("--sparsity", command->sparsity,
+                "load every matrix and report its fraction of zeros and the N:M pattern (2:4, 4:8) it follows");
   sub->callback([command] { run(*command); });
 }
 

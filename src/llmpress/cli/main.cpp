@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   llmpress::cli::register_quantize(app);
   llmpress::cli::register_convert(app);
   llmpress::cli::register_lowrank(app);
+  llmpress::cli::register_prune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

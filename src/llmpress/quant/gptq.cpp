@@ -3,32 +3,9 @@
 #include <cstdio>
 
 #include "llmpress/core/error.h"
+#include "llmpress/quant/hessian_factor.h"
 
 namespace llmpress {
-
-InverseHessianFactor inverse_hessian_factor(const at::Tensor& h, const GptqOptions& options, const std::string& name) {
-  const double mean_diag = h.diagonal().mean().item<double>();
-  InverseHessianFactor f;
-  // A non-positive mean (only possible for a broken Hessian) still gets some dampening to grow.
-  f.damp = options.percdamp * (mean_diag > 0 ? mean_diag : 1.0);
-  if (f.damp <= 0) f.damp = 1e-8;
-  const at::Tensor eye = at::eye(h.size(0), h.options());
-  for (;; ++f.increases) {
-    auto [lower, info] = at::linalg_cholesky_ex(h + f.damp * eye);
-    if (info.item<int64_t>() == 0) {
-      auto [upper, info2] = at::linalg_cholesky_ex(at::cholesky_inverse(lower), /*upper=*/true);
-      if (info2.item<int64_t>() == 0 && at::isfinite(upper).all().item<bool>()) {
-        f.upper = upper;
-        f.ok = true;
-        return f;
-      }
-    }
-    if (f.increases == options.max_damp_increases) return f;
-    std::fprintf(stderr, "warning: %s: Hessian not positive definite with dampening %.3g; trying %.3g\n",
-                 name.empty() ? "gptq" : name.c_str(), f.damp, f.damp * 10);
-    f.damp *= 10;
-  }
-}
 
 GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqOptions& options,
                          const std::string& name) {
@@ -74,7 +51,8 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
   const int64_t* perm_at = perm_cpu.data_ptr<int64_t>();
 
   GptqResult result;
-  InverseHessianFactor factor = inverse_hessian_factor(h, options, name);
+  InverseHessianFactor factor =
+      inverse_hessian_factor(h, options.percdamp, options.max_damp_increases, name.empty() ? "gptq" : name);
   result.damp = factor.damp;
   result.damp_increases = factor.increases;
   if (!factor.ok) {

@@ -27,18 +27,6 @@ struct GptqResult {
   double loss = 0;                          // GPTQ's own error estimate, sum (w - q)^2 / d^2 / 2
 };
 
-struct InverseHessianFactor {
-  at::Tensor upper;  // Cholesky factor U of (H + damp I)^-1 = U^T U, upper triangular, float64
-  double damp = 0;   // absolute dampening finally used
-  int increases = 0;
-  bool ok = false;   // false: no dampening up to the limit made H factorizable
-};
-
-// Row k of U, scaled by 1/U[k,k], is how an error in column k is best compensated by the later
-// columns (GPTQ's update rule). Dampening starts at percdamp x mean diagonal and grows x10 on failure.
-InverseHessianFactor inverse_hessian_factor(const at::Tensor& hessian, const GptqOptions& options,
-                                            const std::string& name);
-
 // weight [out, in]; hessian [in, in] (any positive scale: X^T X or its mean). `name` is used in
 // warnings. Never throws for a badly conditioned Hessian: it increases the dampening, and in the
 // end falls back to round-to-nearest with a warning. Throws for NaN/Inf in the Hessian.

@@ -7,6 +7,7 @@
 #include "llmpress/core/error.h"
 #include "llmpress/export/ggml_quantize.h"
 #include "llmpress/quant/ggml_codes.h"
+#include "llmpress/quant/hessian_factor.h"
 
 namespace llmpress {
 
@@ -79,7 +80,8 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
   w.masked_fill_(dead.unsqueeze(0), 0.0);
   const at::Tensor importance = h.diagonal().to(at::kCPU, at::kFloat).contiguous();
 
-  InverseHessianFactor factor = inverse_hessian_factor(h, options, name);
+  InverseHessianFactor factor =
+      inverse_hessian_factor(h, options.percdamp, options.max_damp_increases, name.empty() ? "gptq" : name);
   if (!factor.ok) {
     std::fprintf(stderr, "warning: %s: Hessian not factorizable even with dampening %.3g; rounding to nearest\n",
                  name.empty() ? "gptq" : name.c_str(), factor.damp);
