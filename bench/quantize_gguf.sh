@@ -3,8 +3,8 @@
 # the perplexity (llama-perplexity, -c 256, whole eval file) and file size of
 #   llama-quantize (no imatrix), llama-quantize --imatrix (llama-imatrix on the calibration text),
 #   llmpress rtn --calib (imatrix-weighted), llmpress gptq (format-aware),
-# plus, for the llmpress GPTQ file, llmpress's own perplexity (--llamacpp convention) for comparison,
-# and whether llmpress rtn without calibration wrote llama-quantize's bytes. Prints a Markdown table.
+# plus, for the llmpress GPTQ file, llmpress's own perplexity (--llamacpp convention) for comparison.
+# Prints a Markdown table.
 #
 #   LLAMA_BIN=/path/to/llama.cpp/build/bin bench/quantize_gguf.sh [BUILD_DIR]
 #
@@ -45,19 +45,17 @@ cell() { echo "$(llama_ppl "$1") ($(mib "$1"))"; }
 dense=$(llama_ppl "$WORK/f32.gguf")
 echo "dense F32: llama-perplexity $dense, llmpress $(our_ppl "$WORK/f32.gguf")"
 echo
-echo "| mix | llama-quantize | llama-quantize --imatrix | llmpress rtn + calib | llmpress gptq | gptq (llmpress ppl) | llmpress rtn = llama-quantize bytes | gptq time |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| mix | llama-quantize | llama-quantize --imatrix | llmpress rtn + calib | llmpress gptq | gptq (llmpress ppl) | gptq time |"
+echo "|---|---|---|---|---|---|---|"
 for mix in $MIXES; do
   "$LLAMA_BIN/llama-quantize" "$WORK/f32.gguf" "$WORK/lq.gguf" "$mix" "$THREADS" > /dev/null 2>&1
   "$LLAMA_BIN/llama-quantize" --imatrix "$WORK/imatrix.dat" "$WORK/f32.gguf" "$WORK/lqi.gguf" "$mix" "$THREADS" > /dev/null 2>&1
   common=(-m "$MODEL" --format gguf --type "$mix" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" -t "$THREADS" --no-progress)
-  "$L" quantize "${common[@]}" -o "$WORK/rtn.gguf" --method rtn > /dev/null 2>&1
   "$L" quantize "${common[@]}" -o "$WORK/rtni.gguf" --method rtn --calib "$CALIB" > /dev/null 2>&1
   start=$(date +%s.%N)
   "$L" quantize "${common[@]}" -o "$WORK/gptq.gguf" --method gptq --calib "$CALIB" > /dev/null 2>&1
   secs=$(python3 -c "import sys; print('%.0f s' % (float(sys.argv[2]) - float(sys.argv[1])))" "$start" "$(date +%s.%N)")
-  same=$(cmp -s "$WORK/rtn.gguf" "$WORK/lq.gguf" && echo yes || echo no)
-  echo "| $mix | $(cell "$WORK/lq.gguf") | $(cell "$WORK/lqi.gguf") | $(cell "$WORK/rtni.gguf") | $(cell "$WORK/gptq.gguf") | $(our_ppl "$WORK/gptq.gguf") | $same | $secs |"
+  echo "| $mix | $(cell "$WORK/lq.gguf") | $(cell "$WORK/lqi.gguf") | $(cell "$WORK/rtni.gguf") | $(cell "$WORK/gptq.gguf") | $(our_ppl "$WORK/gptq.gguf") | $secs |"
 done
 echo
 echo "Cells: llama-perplexity PPL over $CHUNKS windows of 256 tokens (file MiB). Dense F32 PPL: $dense."

@@ -46,8 +46,8 @@ struct QuantizeCommand {
 
 double mib(double bits) { return bits / 8.0 / 1048576.0; }
 
-// Per-linear GGUF types of a llama-quantize mix, by Hugging Face linear name (no ".weight"),
-// and the notes (fallbacks, overrides) for the summary.
+// Per-linear GGUF types of a llama-quantize mix (with its fallbacks and the overrides), by Hugging
+// Face linear name without ".weight"; the GGUF writer reports the notes when it writes the file.
 std::map<std::string, TensorType> linear_types_for_mix(const ModelConfig& config, const std::string& mix,
                                                        const std::vector<std::string>& overrides) {
   std::vector<TensorShape> shapes;
