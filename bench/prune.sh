@@ -8,7 +8,8 @@
 #
 # Environment: SHARED (default ../shared), THREADS (default 2), NSAMPLES (64), SEQLEN (256), CHUNKS
 # (eval windows of 256 tokens, default 100; 0: the whole file),
-# WORK (scratch folder, default /tmp/llmpress-bench-prune), ONLY (run only the model of this label).
+# WORK (scratch folder, default /tmp/llmpress-bench-prune), ONLY (run only the model of this label),
+# METHODS (rows of the unstructured table, default "magnitude wanda sparsegpt").
 # stories260K's down_proj has 172 inputs, not a multiple of 8: its 4:8 runs keep down_proj dense.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,7 +53,7 @@ table() {  # label model calib eval skip48
   echo
   echo "| method | 50% | 60% | 70% | 2:4 | 4:8 |"
   echo "|---|---|---|---|---|---|"
-  for method in magnitude wanda sparsegpt; do
+  for method in ${METHODS:-magnitude wanda sparsegpt}; do
     local cells="| $method"
     for s in 0.5 0.6 0.7; do cells+=" | $(prune "$model" "$calib" --method $method --sparsity $s)"; done
     cells+=" | $(prune "$model" "$calib" --method $method --pattern 2:4)"
