@@ -39,11 +39,11 @@ TEST(LowRankWeight, QuantizedFactorsReportTheirPackedSizeAndSurviveSaveRestore) 
   const LowRankWeight w{std::shared_ptr<LinearWeight>(qu), std::shared_ptr<LinearWeight>(qv)};
   EXPECT_EQ(w.storage_bits(), qu->storage_bits() + qv->storage_bits());
   EXPECT_LT(w.storage_bits(), 4 * (16 + 32) * 16 / 2);
-  const auto restored = LowRankWeight::from_state(w.state());
+  const auto restored = restore_weight(w.save());
   EXPECT_TRUE(at::equal(restored->dense(), w.dense()));
   EXPECT_EQ(restored->storage_bits(), w.storage_bits());
   const LowRankWeight plain(at::randn({6, 2}), at::randn({2, 7}));
-  EXPECT_TRUE(at::equal(LowRankWeight::from_state(plain.state())->dense(), plain.dense()));
+  EXPECT_TRUE(at::equal(restore_weight(plain.save())->dense(), plain.dense()));
 }
 
 TEST(LowRankRanks, RatioRankOverridesAndTheDenseRule) {
@@ -78,7 +78,7 @@ TEST(LowRankRanks, CompressorLeavesLayersDenseWhenFactorsAreNotSmaller) {
   const auto low = compressor.compress("b", wide, {});
   ASSERT_EQ(low->kind(), "lowrank");
   EXPECT_EQ(low->parameter_count(), 8 * 80);
-  EXPECT_TRUE(at::equal(compressor.restore("lowrank", compressor.save(*low))->dense(), low->dense()));
+  EXPECT_TRUE(at::equal(restore_weight(low->save())->dense(), low->dense()));
 }
 
 // Brute force over every rank pair for two layers with decreasing component errors: greedy

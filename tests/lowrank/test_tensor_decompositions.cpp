@@ -129,7 +129,7 @@ TEST(TuckerCompressor, AttentionHeadsWithinBudgetAndMlpLeftDense) {
   EXPECT_EQ(weight->storage_bits(), weight->parameter_count() * 16);
   const at::Tensor x = at::randn({3, 64});
   EXPECT_TRUE(at::allclose(weight->forward(x), at::matmul(x, weight->dense().transpose(0, 1)), 1e-4, 1e-5));
-  const auto restored = compressor.restore("tucker", compressor.save(*weight));
+  const auto restored = restore_weight(weight->save());
   EXPECT_TRUE(at::allclose(restored->dense(), weight->dense()));
   const auto o = compressor.compress("model.layers.0.self_attn.o_proj", q, {});
   EXPECT_EQ(o->kind(), "tucker");

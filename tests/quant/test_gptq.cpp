@@ -134,7 +134,7 @@ TEST(Gptq, BadHessiansAreHandled) {
 }
 
 // Quantizes with GPTQ, and records GPTQ's and RTN's output error on the same activations.
-class ComparingCompressor : public IntGridCompressor {
+class ComparingCompressor : public Compressor {
  public:
   explicit ComparingCompressor(GptqOptions options) : options_(options) {}
   std::string describe() const override { return "compare"; }

@@ -32,12 +32,6 @@ class Compressor {
   virtual bool prepares_layers() const { return false; }
   virtual void prepare_layer(int64_t layer_index, DecoderLayer& layer, const ModelConfig& config,
                              const std::vector<InputStats>& group_stats) {}
-
-  // Saving and restoring the weights this compressor produces (the engine's resume files).
-  // The default handles dense weights; compressors that produce other kinds override both.
-  virtual std::map<std::string, at::Tensor> save(const LinearWeight& weight) const;
-  virtual std::shared_ptr<LinearWeight> restore(const std::string& kind,
-                                                const std::map<std::string, at::Tensor>& state) const;
 };
 
 }  // namespace llmpress

@@ -2,8 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
-#include <cstring>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 
@@ -11,125 +10,39 @@
 #include "llmpress/core/progress.h"
 #include "llmpress/data/text.h"
 #include "llmpress/io/atomic_file.h"
-#include "llmpress/io/checkpoint.h"
+#include "llmpress/core/log.h"
+#include "llmpress/io/tensor_file.h"
+#include "llmpress/model/layer_file.h"
 
 namespace llmpress {
 
 namespace fs = std::filesystem;
-using TensorMap = std::map<std::string, at::Tensor>;
 
-// ---- Default (dense) save/restore of a compressor's weights -------------------------------------
-
-TensorMap Compressor::save(const LinearWeight& weight) const { return {{"weight", weight.dense()}}; }
-
-std::shared_ptr<LinearWeight> Compressor::restore(const std::string& kind, const TensorMap& state) const {
-  if (kind != "dense" || !state.count("weight"))
-    throw Error(describe() + ": cannot restore a saved linear weight of kind '" + kind + "'");
-  return std::make_shared<DenseWeight>(state.at("weight"));
-}
-
-const std::vector<std::vector<std::string>>& linear_groups() {
-  static const std::vector<std::vector<std::string>> groups = {
-      {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
-      {"self_attn.o_proj"},
-      {"mlp.gate_proj", "mlp.up_proj"},
-      {"mlp.down_proj"}};
-  return groups;
-}
+std::string engine_layer_file(const std::string& dir, int64_t i) { return dir + "/layer-" + std::to_string(i) + ".bin"; }
 
 namespace {
 
-// ---- Resume files: a JSON header (names, dtypes, shapes, offsets, metadata) + raw CPU bytes -----
-
-void save_tensor_file(const std::string& path, const TensorMap& tensors, const nlohmann::json& metadata) {
-  nlohmann::json header = {{"metadata", metadata}, {"tensors", nlohmann::json::object()}};
-  std::vector<at::Tensor> data;
-  uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
-    const at::Tensor cpu = tensor.to(at::kCPU).contiguous();
-    const uint64_t bytes = uint64_t(cpu.numel()) * cpu.element_size();
-    header["tensors"][name] = {{"dtype", int(cpu.scalar_type())}, {"shape", cpu.sizes().vec()},
-                               {"offset", offset}, {"bytes", bytes}};
-    offset += bytes;
-    data.push_back(cpu);
-  }
-  const std::string text = header.dump();
-  const uint64_t length = text.size();
-  AtomicFile file(path);
-  file.write(&length, sizeof length);
-  file.write(text);
-  for (const at::Tensor& t : data) file.write(t.data_ptr(), size_t(t.numel()) * t.element_size());
-  file.commit();
-}
-
-TensorMap load_tensor_file(const std::string& path, const at::Device& device, nlohmann::json* metadata) {
-  const std::string bytes = read_text_file(path);
-  uint64_t length = 0;
-  if (bytes.size() < sizeof length) throw file_error(path, "truncated resume file");
-  std::memcpy(&length, bytes.data(), sizeof length);
-  if (length > bytes.size() - sizeof length) throw file_error(path, "truncated resume file header");
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(bytes.substr(sizeof length, length));
-  } catch (const nlohmann::json::exception& e) {
-    throw file_error(path, std::string("bad resume file header: ") + e.what());
-  }
-  const uint64_t base = sizeof length + length;
-  TensorMap tensors;
-  for (const auto& [name, info] : header["tensors"].items()) {
-    const uint64_t offset = info["offset"], size = info["bytes"];
-    if (offset > bytes.size() - base || size > bytes.size() - base - offset)
-      throw file_error(path, "tensor " + name + " runs past the end of the file");
-    const auto dtype = at::ScalarType(info["dtype"].get<int>());
-    at::Tensor t = at::empty(info["shape"].get<std::vector<int64_t>>(), at::TensorOptions().dtype(dtype));
-    if (uint64_t(t.numel()) * t.element_size() != size) throw file_error(path, "tensor " + name + " has a bad size");
-    std::memcpy(t.data_ptr(), bytes.data() + base + offset, size);
-    tensors[name] = t.to(device);
-  }
-  if (metadata) *metadata = header["metadata"];
-  return tensors;
-}
-
-std::string layer_file(const std::string& dir, int64_t i) { return dir + "/layer-" + std::to_string(i) + ".bin"; }
 std::string inputs_file(const std::string& dir, int64_t i) { return dir + "/inputs-" + std::to_string(i) + ".bin"; }
 
-void save_layer(const std::string& path, const DecoderLayer& layer, const Compressor& compressor) {
-  TensorMap tensors = {{"input_norm", layer.input_norm}, {"post_attention_norm", layer.post_attention_norm}};
-  nlohmann::json kinds;
-  for (const std::string& name : DecoderLayer::linear_names()) {
-    const Linear& linear = layer.linear(name);
-    kinds[name] = linear.weight->kind();
-    for (const auto& [key, tensor] : compressor.save(*linear.weight)) tensors[name + "." + key] = tensor;
-    if (linear.bias.defined()) tensors[name + ".bias"] = linear.bias;
-  }
-  save_tensor_file(path, tensors, {{"kinds", kinds}});
-}
-
-DecoderLayer restore_layer(const std::string& path, const Compressor& compressor, const at::Device& device) {
-  nlohmann::json metadata;
-  TensorMap tensors = load_tensor_file(path, device, &metadata);
-  DecoderLayer layer;
-  layer.input_norm = tensors.at("input_norm");
-  layer.post_attention_norm = tensors.at("post_attention_norm");
-  for (const std::string& name : DecoderLayer::linear_names()) {
-    TensorMap state;
-    for (const auto& [key, tensor] : tensors) {
-      if (key.rfind(name + ".", 0) == 0 && key != name + ".bias") state[key.substr(name.size() + 1)] = tensor;
-    }
-    Linear& linear = layer.linear(name);
-    linear.weight = compressor.restore(metadata["kinds"][name].get<std::string>(), state);
-    if (tensors.count(name + ".bias")) linear.bias = tensors.at(name + ".bias");
-  }
-  return layer;
+// Crash test point: with LLMPRESS_TEST_KILL_AFTER_LAYERS=N the process ends abruptly (as under
+// kill -9: no cleanup, exit status 137) right after the N-th layer it finished has been saved,
+// so tests can check that --resume continues a job killed at any layer of any stage.
+void crash_test_point() {
+  static const long limit = [] {
+    const char* env = std::getenv("LLMPRESS_TEST_KILL_AFTER_LAYERS");
+    return env && *env ? std::atol(env) : 0L;
+  }();
+  static long finished = 0;
+  if (limit > 0 && ++finished >= limit) std::_Exit(137);
 }
 
 // What identifies a job, so --resume refuses a work directory left by a different one.
-std::string fingerprint(const Checkpoint& checkpoint, const at::Tensor& tokens, const Compressor& compressor,
+std::string fingerprint(const LayerSource& source, const at::Tensor& tokens, const Compressor& compressor,
                         const EngineOptions& options) {
   const at::Tensor t = tokens.to(at::kCPU).to(at::kLong).flatten();
   const at::Tensor weights = at::arange(1, t.numel() + 1, at::kLong).remainder(1000003);
   const int64_t checksum = (t * weights).sum().item<int64_t>();
-  return checkpoint.path + "|" + compressor.describe() + "|" + std::to_string(tokens.size(0)) + "x" +
+  return source.identity() + "|" + compressor.describe() + "|" + std::to_string(tokens.size(0)) + "x" +
          std::to_string(tokens.size(1)) + "|" + std::to_string(checksum) + "|" +
          (options.true_sequential ? "sequential" : "parallel");
 }
@@ -152,6 +65,8 @@ class ObservingWeight : public LinearWeight {
   int64_t storage_bits() const override { return inner_->storage_bits(); }
   at::Tensor dense() const override { return inner_->dense(); }
   std::string kind() const override { return inner_->kind(); }
+  WeightState save() const override { return inner_->save(); }
+  PruningMask pruning_mask() const override { return inner_->pruning_mask(); }
 
  private:
   std::shared_ptr<LinearWeight> inner_;
@@ -212,7 +127,7 @@ bool all_finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>()
 
 }  // namespace
 
-EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer& shell, const at::Tensor& tokens,
+EngineResult compress_sequential(const LayerSource& source, const Transformer& shell, const at::Tensor& tokens,
                                  Compressor& compressor, const EngineOptions& options) {
   if (tokens.dim() != 2) throw Error("calibration tokens must be [nsamples, seqlen]");
   const int64_t num_layers = shell.config.num_layers;
@@ -223,27 +138,34 @@ EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer
   int64_t first_layer = 0;
   at::Tensor hidden;  // inputs of the current layer, all samples: [nsamples, seqlen, hidden]
   const std::string state_path = options.work_dir.empty() ? "" : options.work_dir + "/state.json";
-  const std::string job = fingerprint(checkpoint, tokens, compressor, options);
+  const std::string job = fingerprint(source, tokens, compressor, options);
+  result.job = job;
   if (!options.work_dir.empty()) fs::create_directories(options.work_dir);
   if (options.resume) {
     if (state_path.empty()) throw Error("--resume needs a work directory");
     if (fs::exists(state_path)) {
-      const nlohmann::json state = nlohmann::json::parse(read_text_file(state_path));
+      const nlohmann::json state = nlohmann::json::parse(read_text_file(state_path), nullptr, false);
+      if (!state.is_object()) throw file_error(state_path, "is not a resume state (corrupt JSON); remove the work directory");
       if (state.value("job", "") != job)
         throw file_error(state_path, "was written by a different job (model, method or calibration data); "
                                      "use another work directory or remove this one");
-      first_layer = state["finished_layers"].get<int64_t>();
-      for (int64_t i = 0; i < first_layer; ++i) {
-        const DecoderLayer layer = restore_layer(layer_file(options.work_dir, i), compressor, device);
-        if (options.on_layer) options.on_layer(i, layer, at::Tensor());
+      first_layer = state.value("finished_layers", int64_t(0));
+      if (first_layer < 0 || first_layer > num_layers) throw file_error(state_path, "bad finished_layers");
+      for (int64_t i = 0; i < first_layer && options.on_layer; ++i)
+        options.on_layer(i, load_layer_file(engine_layer_file(options.work_dir, i), device), at::Tensor());
+      const std::string inputs = inputs_file(options.work_dir, first_layer);
+      if (fs::exists(inputs)) {
+        hidden = load_tensor_file(inputs, device).at("hidden");
+      } else if (first_layer < num_layers) {
+        throw file_error(state_path, "has no saved inputs for layer " + std::to_string(first_layer) +
+                                         "; remove the work directory to start over");
       }
-      hidden = load_tensor_file(inputs_file(options.work_dir, first_layer), device, nullptr).at("hidden");
       result.resumed_layers = first_layer;
-      std::fprintf(stderr, "resuming after %lld finished layers from %s\n", (long long)first_layer,
-                   options.work_dir.c_str());
+      log_info(strprintf("resuming after %lld finished layers from %s", (long long)first_layer,
+                         options.work_dir.c_str()));
     }
   }
-  if (!hidden.defined()) hidden = shell.embed(tokens.to(device)).to(at::kFloat);
+  if (!hidden.defined() && first_layer == 0) hidden = shell.embed(tokens.to(device)).to(at::kFloat);
 
   StatsRequest request = compressor.needs();
   if (options.measure_errors) request.hessian = true;
@@ -252,7 +174,7 @@ EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer
   const int64_t tokens_per_layer = tokens.numel();
 
   for (int64_t i = first_layer; i < num_layers; ++i) {
-    DecoderLayer layer = Transformer::load_layer(checkpoint, i, device);
+    DecoderLayer layer = source.load_layer(i, device);
     const std::string prefix = "model.layers." + std::to_string(i) + ".";
 
     auto compress_group = [&](const std::vector<std::string>& group, const InputStats& stats) {
@@ -261,11 +183,11 @@ EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer
         const std::string full = prefix + name;
         std::shared_ptr<LinearWeight> replacement = compressor.compress(full, linear, stats);
         if (!replacement) throw Error(full + ": " + compressor.describe() + " returned no weight");
-        const at::Tensor after = replacement->dense().to(at::kDouble);
+        const at::Tensor after = replacement->dense().to(device, at::kDouble);
         if (!all_finite(after)) throw Error(full + ": " + compressor.describe() + " produced NaN or Inf weights");
         LinearReport report{full, replacement->kind(), after.numel(), replacement->storage_bits()};
         if (options.measure_errors && stats.hessian.defined()) {
-          const at::Tensor before = linear.weight->dense().to(at::kDouble);
+          const at::Tensor before = linear.weight->dense().to(device, at::kDouble);
           const at::Tensor delta = before - after;
           const double n = double(stats.tokens);
           report.output_error = (at::matmul(delta, stats.hessian) * delta).sum().item<double>() * n;
@@ -302,11 +224,12 @@ EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer
     hidden = outputs;
 
     if (!options.work_dir.empty()) {
-      save_layer(layer_file(options.work_dir, i), layer, compressor);
-      save_tensor_file(inputs_file(options.work_dir, i + 1), {{"hidden", hidden}}, nlohmann::json::object());
+      save_layer_file(engine_layer_file(options.work_dir, i), layer);
+      if (options.save_inputs) save_tensor_file(inputs_file(options.work_dir, i + 1), {{"hidden", hidden}});
       write_file_atomic(state_path, nlohmann::json{{"job", job}, {"finished_layers", i + 1}}.dump(2) + "\n");
       std::error_code ec;
       fs::remove(inputs_file(options.work_dir, i), ec);
+      crash_test_point();
     }
     if (options.on_layer) options.on_layer(i, layer, hidden);
     progress.update(i + 1, (i + 1 - first_layer) * tokens_per_layer, "layer " + std::to_string(i));

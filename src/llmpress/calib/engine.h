@@ -14,11 +14,10 @@
 #include <vector>
 
 #include "llmpress/calib/compressor.h"
+#include "llmpress/model/layer_source.h"
 #include "llmpress/model/transformer.h"
 
 namespace llmpress {
-
-class Checkpoint;
 
 struct EngineOptions {
   at::Device device = at::kCPU;
@@ -30,9 +29,11 @@ struct EngineOptions {
   // Also measure each linear layer's output error ||(W - W')X||^2 (adds a Hessian if the
   // compressor does not ask for one).
   bool measure_errors = false;
-  // Resume files: after each finished layer, the compressed layer and the next layer's inputs are
-  // written here (atomically). Empty: no resume files.
+  // After each finished layer, the compressed layer (layer-I.bin, a layer file) and state.json are
+  // written here atomically, and with save_inputs also the next layer's inputs (the resume point).
+  // Empty: nothing is written.
   std::string work_dir;
+  bool save_inputs = true;
   bool resume = false;  // continue from the last finished layer recorded in work_dir
   bool progress = true;
   // Called for every finished layer in order (also for layers restored on resume) with the
@@ -56,14 +57,21 @@ struct EngineResult {
   at::Tensor final_hidden;            // outputs of the last layer [nsamples, seqlen, hidden]
   int64_t resumed_layers = 0;         // layers restored from work_dir
   double seconds = 0;
+  std::string job;                    // what identifies this run (source, method, calibration data)
 };
 
-// tokens: [nsamples, seqlen] int64 calibration windows. `shell` is Transformer::load_shell of the
-// checkpoint on options.device; its layers are left empty (the caller gets them via on_layer).
-EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer& shell, const at::Tensor& tokens,
+// tokens: [nsamples, seqlen] int64 calibration windows. `shell` is source.load_shell on
+// options.device; its layers are left empty (the caller gets them via on_layer or work_dir).
+EngineResult compress_sequential(const LayerSource& source, const Transformer& shell, const at::Tensor& tokens,
                                  Compressor& compressor, const EngineOptions& options);
 
-// The seven linear layers of a decoder layer grouped by shared input, in execution order.
-const std::vector<std::vector<std::string>>& linear_groups();
+// The same over the layers of a checkpoint.
+inline EngineResult compress_sequential(const Checkpoint& checkpoint, const Transformer& shell, const at::Tensor& tokens,
+                                        Compressor& compressor, const EngineOptions& options) {
+  return compress_sequential(CheckpointSource(checkpoint), shell, tokens, compressor, options);
+}
+
+// Where compress_sequential leaves layer `index` in a work folder (a layer file, model/layer_file.h).
+std::string engine_layer_file(const std::string& work_dir, int64_t index);
 
 }  // namespace llmpress

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "llmpress/export/tokenizer_files.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/tokenizer/tokenizer.h"
 
@@ -23,19 +24,6 @@ void add_model_options(CLI::App& command, ModelOptions& options);
 Checkpoint open_model(const ModelOptions& options);
 at::Device parse_device(const std::string& name);
 
-// Tokenizer files to ship with a Hugging Face output folder, under the names the Hugging Face
-// loader looks for. A llama2.c tokenizer.bin is replaced by the SentencePiece .model beside it.
-struct TokenizerFiles {
-  std::vector<std::string> files;
-  std::string staging;  // temporary folder for renamed copies, removed by the destructor
-  TokenizerFiles() = default;
-  TokenizerFiles(const TokenizerFiles&) = delete;
-  TokenizerFiles& operator=(const TokenizerFiles&) = delete;
-  ~TokenizerFiles();
-  void add_as(const std::string& source, const std::string& name);
-};
-void collect_tokenizer_files(const Checkpoint& checkpoint, TokenizerFiles& out);
-
 // Every subcommand registers itself here; main.cpp only dispatches.
 void register_perplexity(CLI::App& app);
 void register_generate(CLI::App& app);
@@ -44,5 +32,6 @@ void register_quantize(CLI::App& app);
 void register_convert(CLI::App& app);
 void register_lowrank(CLI::App& app);
 void register_prune(CLI::App& app);
+void register_run(CLI::App& app);
 
 }  // namespace llmpress::cli

@@ -1,5 +1,6 @@
 // llmpress convert: rewrite a model in another format or element type (no compression method).
 #include <cctype>
+#include <map>
 #include <cstdio>
 #include <filesystem>
 
@@ -67,8 +68,11 @@ void run(const ConvertCommand& command) {
     const auto choices = mix ? write_gguf_model_mix(command.output, checkpoint.config, tensors, vocab, command.type,
                                                     command.tensor_types)
                              : write_gguf_model(command.output, checkpoint.config, tensors, vocab, type);
+    // One line per kind of fallback, not one per tensor.
+    std::map<std::string, int> notes;
     for (const GgufTensorChoice& choice : choices)
-      if (!choice.note.empty()) std::fprintf(stderr, "note: %s: %s\n", choice.gguf_name.c_str(), choice.note.c_str());
+      if (!choice.note.empty() && choice.gguf_name != "rope_freqs.weight") notes[choice.note]++;
+    for (const auto& [note, count] : notes) std::fprintf(stderr, "note: %d tensor(s): %s\n", count, note.c_str());
   } else if (format == "hf") {
     HfCheckpointOptions options;
     if (type == TensorType::F16) options.dtype = at::kHalf;

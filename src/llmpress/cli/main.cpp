@@ -4,12 +4,13 @@
 #include "llmpress/cli/common.h"
 #include "llmpress/core/error.h"
 #include "llmpress/core/runtime.h"
+#include "llmpress/core/version.h"
 
 int main(int argc, char** argv) {
   llmpress::tune_memory_allocator();
   CLI::App app{"llmpress: compress Llama-family language models (quantization, pruning, distillation, "
                "low-rank factorization) and evaluate the result"};
-  app.set_version_flag("--version", "llmpress 0.1.0");
+  app.set_version_flag("--version", std::string("llmpress ") + llmpress::version());
   app.require_subcommand(1);
   llmpress::cli::register_info(app);
   llmpress::cli::register_perplexity(app);
@@ -18,6 +19,7 @@ int main(int argc, char** argv) {
   llmpress::cli::register_convert(app);
   llmpress::cli::register_lowrank(app);
   llmpress::cli::register_prune(app);
+  llmpress::cli::register_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -39,7 +39,7 @@ const std::map<std::string, std::string>& layer_names() {
 }
 
 // The order tensors appear in the file: embeddings, each layer, final norm, head (as llama.cpp's converter).
-std::vector<std::string> hf_export_order(const ModelConfig& config, const std::map<std::string, at::Tensor>& have) {
+std::vector<std::string> hf_export_order(const ModelConfig& config, const std::map<std::string, NamedTensor>& have) {
   static const char* kLayerOrder[] = {
       "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight",
       "self_attn.k_proj.bias",  "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
@@ -164,7 +164,7 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
     throw Error(target + ": rope scaling '" + config.rope_scaling.type + "' cannot be written");
   const GgmlEncoding& requested = ggml_encoding(type);
   const GgmlEncoding& fallback = ggml_encoding(options.fallback_type);
-  const std::map<std::string, at::Tensor> have = check_export_tensors(config, tensors, target);
+  const std::map<std::string, NamedTensor> have = check_export_tensors(config, tensors, target);
   const int64_t head_dim = export_head_dim(config);
   const int64_t kv_heads = config.num_kv_heads > 0 ? config.num_kv_heads : config.num_heads;
 
@@ -174,11 +174,13 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
   gguf.set_u32("general.file_type", options.file_type.value_or(requested.llama_file_type));
   write_hparams(gguf, config, head_dim);
   write_vocab(gguf, vocab, config.vocab_size);
+  for (const auto& [key, value] : options.metadata) gguf.set_string(key, value);
 
   std::vector<GgufTensorChoice> choices;
   bool any_quantized = false;
   for (const std::string& hf_name : hf_export_order(config, have)) {
-    const at::Tensor& source = have.at(hf_name);
+    const NamedTensor& named = have.at(hf_name);
+    const at::Tensor& source = named.tensor;  // shape and dtype (the data may be lazy)
     GgufTensorChoice choice{gguf_tensor_name(hf_name), type, ""};
     const int64_t row = source.size(-1);
     const auto chosen = options.tensor_types.find(choice.gguf_name);
@@ -203,16 +205,21 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
     if (interleave_rope && hf_name.find("self_attn.k_proj.") != std::string::npos) rope_heads = kv_heads;
     const auto pre = options.encoded.find(choice.gguf_name);
     if (pre != options.encoded.end()) {
-      const EncodedTensor& e = pre->second;
+      const EncodedTensor e = pre->second;
       const int64_t rows = source.numel() / row;
-      if (e.bytes.scalar_type() != at::kByte || e.bytes.dim() != 2 || e.bytes.size(0) != rows ||
-          uint64_t(e.bytes.numel()) != ggml_encoded_bytes(e.type, row, rows))
-        throw Error(target + ": the encoded " + choice.gguf_name + " does not hold " + std::to_string(rows) +
-                    " rows of " + std::to_string(row) + " " + ggml_encoding(e.type).name + " elements");
+      const std::string what = target + ": the encoded " + choice.gguf_name + " does not hold " + std::to_string(rows) +
+                               " rows of " + std::to_string(row) + " " + ggml_encoding(e.type).name + " elements";
+      const auto check = [rows, row, what](const EncodedTensor& enc, const at::Tensor& bytes) {
+        if (bytes.scalar_type() != at::kByte || bytes.dim() != 2 || bytes.size(0) != rows ||
+            uint64_t(bytes.numel()) != ggml_encoded_bytes(enc.type, row, rows))
+          throw Error(what);
+      };
+      if (!e.load) check(e, e.bytes);
       choice.type = e.type;
       any_quantized = any_quantized || ggml_encoding(e.type).quantized;
-      const at::Tensor bytes = e.bytes;
-      gguf.add_tensor(choice.gguf_name, e.type, source.sizes().vec(), [bytes, rope_heads] {
+      gguf.add_tensor(choice.gguf_name, e.type, source.sizes().vec(), [e, check, rope_heads] {
+        const at::Tensor bytes = e.data();
+        check(e, bytes);
         const at::Tensor t = (rope_heads > 0 ? half_split_to_interleaved(bytes, rope_heads) : bytes).contiguous();
         const uint8_t* p = t.data_ptr<uint8_t>();
         return std::vector<uint8_t>(p, p + t.numel());
@@ -229,8 +236,8 @@ std::vector<GgufTensorChoice> write_gguf_model(const std::string& path, const Mo
                     " values, the rows have " + std::to_string(row));
       importance = imp->second;  // columns are not permuted by the RoPE layout change (rows are)
     }
-    gguf.add_tensor(choice.gguf_name, out_type, source.sizes().vec(), [source, rope_heads, out_type, importance] {
-      at::Tensor t = source.to(at::kCPU, at::kFloat).contiguous();
+    gguf.add_tensor(choice.gguf_name, out_type, source.sizes().vec(), [named, rope_heads, out_type, importance] {
+      at::Tensor t = named.data().to(at::kCPU, at::kFloat).contiguous();
       if (rope_heads > 0) t = half_split_to_interleaved(t, rope_heads);
       const int64_t row_elements = t.size(-1);
       return encode_rows_weighted(out_type, t.data_ptr<float>(), row_elements, t.numel() / row_elements,

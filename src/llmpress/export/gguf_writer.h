@@ -82,10 +82,13 @@ class GgufWriter {
   std::vector<TensorEntry> tensors_;
 };
 
-// A tensor already encoded as ggml blocks: [rows, row_bytes] uint8 in the Hugging Face row order.
+// A tensor already encoded as ggml blocks: [rows, row_bytes] uint8 in the Hugging Face row order,
+// or produced by `load` when the writer reaches it (then `bytes` may be left undefined).
 struct EncodedTensor {
   TensorType type;
   at::Tensor bytes;
+  std::function<at::Tensor()> load;
+  at::Tensor data() const { return load ? load() : bytes; }
 };
 
 struct GgufModelOptions {
@@ -105,6 +108,8 @@ struct GgufModelOptions {
   // rows permuted), their type overriding every other choice. The NamedTensor given for such a
   // tensor only supplies its shape (it may be a meta tensor).
   std::map<std::string, EncodedTensor> encoded;
+  // Extra string key/values (provenance: llmpress.version, llmpress.recipe).
+  std::map<std::string, std::string> metadata;
 };
 
 // What write_gguf_model decided for one tensor.

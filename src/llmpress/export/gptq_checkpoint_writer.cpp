@@ -16,6 +16,31 @@ std::vector<NamedTensor> gptq_packed_tensors(const std::string& module, const Qu
           {module + ".g_idx", weight.g_idx().to(at::kInt)}};
 }
 
+void check_gptq_layer(const std::string& target, const std::string& name, const IntGridSpec& s, int64_t out,
+                      int64_t in) {
+  if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8)
+    throw Error(target + ": " + std::to_string(s.bits) + "-bit grids cannot be stored (2, 3, 4 or 8 bits); "
+                "use --format dense or gguf");
+  if (in % 32 != 0 || out % 32 != 0)
+    throw Error(target + ": " + name + " is " + std::to_string(out) + " x " + std::to_string(in) +
+                "; GPTQ packing needs both sizes to be multiples of 32 (use --format dense or gguf for this model)");
+}
+
+nlohmann::json gptq_quantization_config(const IntGridSpec& spec, bool act_order, bool zero_minus_one,
+                                        const nlohmann::json& meta) {
+  const std::string format = zero_minus_one ? "gptq" : "gptq_v2";
+  nlohmann::json q = {{"quant_method", "gptq"},
+                      {"bits", spec.bits},
+                      {"group_size", spec.group_size > 0 ? spec.group_size : -1},
+                      {"desc_act", act_order},
+                      {"sym", spec.symmetric},
+                      {"checkpoint_format", format},
+                      {"format", format},
+                      {"pack_dtype", "int32"}};
+  for (const auto& [key, value] : meta.items()) q[key] = value;
+  return q;
+}
+
 void write_gptq_checkpoint(const std::string& dir, const ModelConfig& config, const std::vector<NamedTensor>& tensors,
                            const std::map<std::string, std::shared_ptr<const QuantizedWeight>>& linears,
                            const std::vector<std::string>& tokenizer_files, const nlohmann::json& meta) {
@@ -29,13 +54,7 @@ void write_gptq_checkpoint(const std::string& dir, const ModelConfig& config, co
     if (s.bits != spec.bits || s.group_size != spec.group_size || s.symmetric != spec.symmetric ||
         weight->act_order() != first.act_order())
       throw Error(target + ": " + name + " is on a different grid than the other layers (the format has one)");
-    if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8)
-      throw Error(target + ": " + std::to_string(s.bits) + "-bit grids cannot be stored (2, 3, 4 or 8 bits); "
-                  "use --format dense or gguf");
-    if (weight->in_features() % 32 != 0 || weight->out_features() % 32 != 0)
-      throw Error(target + ": " + name + " is " + std::to_string(weight->out_features()) + " x " +
-                  std::to_string(weight->in_features()) + "; GPTQ packing needs both sizes to be multiples of 32 "
-                  "(use --format dense or gguf for this model)");
+    check_gptq_layer(target, name, s, weight->out_features(), weight->in_features());
     if (weight->zeros().min().item<int64_t>() == 0) zero_minus_one = false;
   }
 
@@ -45,17 +64,7 @@ void write_gptq_checkpoint(const std::string& dir, const ModelConfig& config, co
     const std::string module = name.substr(0, name.size() - std::string(".weight").size());
     options.replacements[name] = gptq_packed_tensors(module, *weight, zero_minus_one);
   }
-  const std::string format = zero_minus_one ? "gptq" : "gptq_v2";
-  nlohmann::json q = {{"quant_method", "gptq"},
-                      {"bits", spec.bits},
-                      {"group_size", spec.group_size > 0 ? spec.group_size : -1},
-                      {"desc_act", first.act_order()},
-                      {"sym", spec.symmetric},
-                      {"checkpoint_format", format},
-                      {"format", format},
-                      {"pack_dtype", "int32"}};
-  for (const auto& [key, value] : meta.items()) q[key] = value;
-  options.extra_config["quantization_config"] = q;
+  options.extra_config["quantization_config"] = gptq_quantization_config(spec, first.act_order(), zero_minus_one, meta);
   write_hf_checkpoint(dir, config, tensors, tokenizer_files, options);
 }
 

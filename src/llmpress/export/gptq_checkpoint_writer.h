@@ -21,6 +21,14 @@ namespace llmpress {
 std::vector<NamedTensor> gptq_packed_tensors(const std::string& module, const QuantizedWeight& weight,
                                              bool zero_minus_one);
 
+// Throws Error naming `target` and the layer when the format cannot hold it (5-7 bit grids, sizes
+// not multiples of 32).
+void check_gptq_layer(const std::string& target, const std::string& name, const IntGridSpec& spec, int64_t out,
+                      int64_t in);
+// config.json's quantization_config for linears all on `spec`; `meta` adds or overrides fields.
+nlohmann::json gptq_quantization_config(const IntGridSpec& spec, bool act_order, bool zero_minus_one,
+                                        const nlohmann::json& meta);
+
 // Writes the folder atomically. `tensors`: every tensor of the model under its Hugging Face name
 // (the quantized linears' entries only supply shapes); `linears`: the quantized ones by weight name
 // ("...q_proj.weight"), all on one grid. `meta`: extra quantization_config fields (damp_percent,

@@ -40,7 +40,8 @@ void write_f32(AtomicFile& file, const at::Tensor& t) {
 void write_llama2c(const std::string& path, const ModelConfig& config, const std::vector<NamedTensor>& tensors) {
   const std::string target = "llama2.c export to " + path;
   refuse_unexpressible(config, target);
-  const std::map<std::string, at::Tensor> w = check_export_tensors(config, tensors, target);
+  std::map<std::string, at::Tensor> w;
+  for (const auto& [name, t] : check_export_tensors(config, tensors, target)) w[name] = t.data();
   const int64_t kv_heads = config.num_kv_heads > 0 ? config.num_kv_heads : config.num_heads;
   const int64_t head_dim = export_head_dim(config);
   const auto layer = [&](int64_t l, const std::string& suffix) {

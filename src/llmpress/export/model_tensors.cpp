@@ -27,9 +27,9 @@ int64_t export_head_dim(const ModelConfig& config) {
   return config.hidden_size / config.num_heads;
 }
 
-std::map<std::string, at::Tensor> check_export_tensors(const ModelConfig& config,
-                                                       const std::vector<NamedTensor>& tensors,
-                                                       const std::string& target) {
+std::map<std::string, NamedTensor> check_export_tensors(const ModelConfig& config,
+                                                        const std::vector<NamedTensor>& tensors,
+                                                        const std::string& target) {
   const int64_t H = config.hidden_size, I = config.intermediate_size, V = config.vocab_size;
   const int64_t D = export_head_dim(config);
   const int64_t kv_heads = config.num_kv_heads > 0 ? config.num_kv_heads : config.num_heads;
@@ -59,7 +59,7 @@ std::map<std::string, at::Tensor> check_export_tensors(const ModelConfig& config
   expected["model.norm.weight"] = {H};
   if (!config.tie_word_embeddings) expected["lm_head.weight"] = {V, H};
 
-  std::map<std::string, at::Tensor> found;
+  std::map<std::string, NamedTensor> found;
   std::string problems;
   for (const NamedTensor& t : tensors) {
     if (ends_with(t.name, "rotary_emb.inv_freq")) continue;
@@ -75,7 +75,7 @@ std::map<std::string, at::Tensor> check_export_tensors(const ModelConfig& config
     if (t.tensor.sizes() != at::IntArrayRef(it->second))
       throw Error(target + ": tensor " + t.name + " has shape " + shape_text(t.tensor.sizes()) + ", config needs " +
                   shape_text(it->second));
-    found[t.name] = t.tensor;
+    found[t.name] = t;
   }
   for (const auto& [name, shape] : expected)
     if (!found.count(name)) problems += "; missing tensor " + name + " " + shape_text(shape);

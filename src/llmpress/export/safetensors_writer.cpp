@@ -88,7 +88,9 @@ void write_safetensors(const std::string& path, const std::vector<NamedTensor>& 
   file.write(&header_size, sizeof(header_size));
   file.write(text);
   for (const NamedTensor* t : order) {
-    const at::Tensor data = t->tensor.to(at::kCPU).contiguous();
+    const at::Tensor data = t->data().to(at::kCPU).contiguous();
+    if (data.scalar_type() != t->tensor.scalar_type() || data.sizes() != t->tensor.sizes())
+      throw file_error(path, "tensor " + t->name + " was produced with another shape or dtype than announced");
     file.write(data.data_ptr(), tensor_nbytes(data));
   }
   file.commit();
@@ -130,21 +132,25 @@ std::vector<std::string> write_safetensors_files(const std::string& dir, const s
 void write_hf_checkpoint(const std::string& dir, const ModelConfig& config, const std::vector<NamedTensor>& tensors,
                          const std::vector<std::string>& tokenizer_files, const HfCheckpointOptions& options) {
   const std::string target = "Hugging Face export to " + dir;
-  const std::map<std::string, at::Tensor> checked = check_export_tensors(config, tensors, target);
+  const std::map<std::string, NamedTensor> checked = check_export_tensors(config, tensors, target);
   std::vector<NamedTensor> out;  // given order, minus what the checkpoint does not store
   std::set<at::ScalarType> dtypes;
   for (const NamedTensor& t : tensors) {
     if (!checked.count(t.name)) continue;
     const auto replaced = options.replacements.find(t.name);
     if (replaced != options.replacements.end()) {
-      for (const NamedTensor& r : replaced->second) out.push_back({r.name, r.tensor.to(at::kCPU)});
+      for (const NamedTensor& r : replaced->second) out.push_back(r);
       continue;
     }
-    at::Tensor data = t.tensor.to(at::kCPU);
-    if (options.dtype) data = data.to(*options.dtype);
-    dtype_info(data.scalar_type(), t.name);
-    dtypes.insert(data.scalar_type());
-    out.push_back({t.name, data});
+    const at::ScalarType dtype = options.dtype.value_or(t.tensor.scalar_type());
+    dtype_info(dtype, t.name);
+    dtypes.insert(dtype);
+    if (!t.load && t.tensor.scalar_type() == dtype) {
+      out.push_back(t);
+    } else {
+      out.push_back(NamedTensor::lazy(t.name, t.tensor.sizes().vec(), dtype,
+                                      [t, dtype] { return t.data().to(at::kCPU).to(dtype); }));
+    }
   }
   std::set<std::string> copied;
   for (const std::string& file : tokenizer_files) {

@@ -1,6 +1,7 @@
 #include "llmpress/io/checkpoint.h"
 
 #include <filesystem>
+#include <cstring>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -86,7 +87,8 @@ Checkpoint open_huggingface(const fs::path& path, const OpenOptions& options) {
 }
 
 // Interleaved (Meta / llama2.c / GGUF llama) q/k rows -> HF half-split rows, per head:
-// HF row h*D + t*D/2 + j comes from interleaved row h*D + 2j + t.
+// HF row h*D + t*D/2 + j comes from interleaved row h*D + 2j + t. `flat` holds the rows of `raw`
+// in order, each of any width (elements or bytes).
 at::Tensor unpermute_rope_rows(const at::Tensor& flat, const RawTensor& raw) {
   const int64_t heads = raw.unpermute_rope_heads;
   const int64_t rows = raw.shape.empty() ? 0 : raw.shape[0];
@@ -94,9 +96,9 @@ at::Tensor unpermute_rope_rows(const at::Tensor& flat, const RawTensor& raw) {
     throw file_error(raw.file, "tensor " + raw.name + " of shape " + shape_string(raw.shape) +
                                    " cannot be split into " + std::to_string(heads) + " RoPE heads");
   }
-  const int64_t cols = raw.shape.size() == 2 ? raw.shape[1] : 1;
+  const int64_t width = flat.numel() / rows;
   const int64_t head_dim = rows / heads;
-  return flat.view({heads, head_dim / 2, 2, cols}).transpose(1, 2).contiguous();
+  return flat.view({heads, head_dim / 2, 2, width}).transpose(1, 2).contiguous();
 }
 
 }  // namespace
@@ -130,6 +132,19 @@ at::Tensor Checkpoint::load(const std::string& name, const at::Device& device) c
   if (raw.unpermute_rope_heads > 0) flat = unpermute_rope_rows(flat, raw);
   at::Tensor result = flat.reshape(raw.shape);
   return device == at::Device(at::kCPU) ? result : result.to(device);
+}
+
+at::Tensor Checkpoint::load_bytes(const std::string& name) const {
+  const RawTensor& raw = tensor(name);
+  if (raw.shape.size() != 2 || raw.shape[0] <= 0 || !raw.data)
+    throw file_error(raw.file, "tensor " + name + " is not a stored 2-D tensor");
+  if (tensor_bytes(raw.type, uint64_t(raw.numel())) != raw.nbytes)
+    throw file_error(raw.file, "tensor " + name + " has " + std::to_string(raw.nbytes) + " bytes, which does not match its shape");
+  at::Tensor bytes = at::empty({int64_t(raw.nbytes)}, at::kByte);
+  std::memcpy(bytes.data_ptr<uint8_t>(), raw.data, raw.nbytes);
+  if (raw.mapping) raw.mapping->release(uint64_t(raw.data - raw.mapping->data()), raw.nbytes);
+  if (raw.unpermute_rope_heads > 0) bytes = unpermute_rope_rows(bytes, raw);
+  return bytes.reshape({raw.shape[0], int64_t(raw.nbytes) / raw.shape[0]});
 }
 
 Checkpoint open_checkpoint(const std::string& path, const OpenOptions& options) {

@@ -37,6 +37,9 @@ class Checkpoint {
   const RawTensor& tensor(const std::string& name) const;
   // Decodes one tensor to a float32 torch tensor on `device` (RoPE layout converted when needed).
   at::Tensor load(const std::string& name, const at::Device& device = at::kCPU) const;
+  // A 2-D tensor's stored bytes as [rows, row_bytes] uint8 on the CPU, rows in the Hugging Face
+  // order (RoPE rows unpermuted as load() does): ggml blocks are kept as they are, undecoded.
+  at::Tensor load_bytes(const std::string& name) const;
 };
 
 // Detects the format (a directory with config.json, a .gguf file, a llama2.c .bin) and opens it.

@@ -87,6 +87,7 @@ void attach_gptq_linears(Checkpoint& ck, const std::string& config_path) {
     l.bits = int(bits);
     l.group_size = group;
     l.zero_minus_one = format == "gptq";
+    l.symmetric = q.value("sym", false);
     l.out_features = l.qweight.shape[1];
     l.in_features = l.qweight.shape[0] * 32 / bits;
     const int64_t groups = group > 0 ? (l.in_features + group - 1) / group : 1;
@@ -113,16 +114,27 @@ void attach_gptq_linears(Checkpoint& ck, const std::string& config_path) {
                         std::to_string(modules.size()) + " layers";
 }
 
-at::Tensor dequantize_gptq(const GptqPackedLinear& l) {
-  const at::Tensor codes = unpack_gptq_rows(decode_raw(l.qweight), l.bits).t();         // [out, in]
-  at::Tensor zeros = unpack_gptq_rows(decode_raw(l.qzeros).t().contiguous(), l.bits);  // [out, groups]
+GptqCodes unpack_gptq_linear(const GptqPackedLinear& l) {
+  GptqCodes out;
+  out.codes = unpack_gptq_rows(decode_raw(l.qweight), l.bits).t().to(at::kByte).contiguous();  // [out, in]
+  at::Tensor zeros = unpack_gptq_rows(decode_raw(l.qzeros).t().contiguous(), l.bits);            // [out, groups]
   if (l.zero_minus_one) zeros = zeros + 1;
-  at::Tensor g_idx = l.g_idx.data ? decode_raw(l.g_idx).to(at::kLong)
-                                  : at::div(at::arange(l.in_features, at::kLong),
-                                            l.group_size > 0 ? l.group_size : l.in_features, "floor");
-  const at::Tensor scale = decode_raw(l.scales).t().index_select(1, g_idx);
-  const at::Tensor zero = zeros.to(at::kFloat).index_select(1, g_idx);
-  return scale * (codes.to(at::kFloat) - zero);
+  out.zeros = zeros.to(at::kInt).contiguous();
+  out.scales = decode_raw(l.scales).t().to(at::kHalf).contiguous();
+  const at::Tensor plain = at::div(at::arange(l.in_features, at::kLong), l.group_size > 0 ? l.group_size : l.in_features,
+                                   "floor");
+  const at::Tensor g_idx = l.g_idx.data ? decode_raw(l.g_idx).to(at::kLong) : plain;
+  out.act_order = !at::equal(g_idx, plain);
+  out.g_idx = g_idx.to(at::kInt).contiguous();
+  return out;
+}
+
+at::Tensor dequantize_gptq(const GptqPackedLinear& l) {
+  const GptqCodes c = unpack_gptq_linear(l);
+  const at::Tensor g_idx = c.g_idx.to(at::kLong);
+  const at::Tensor scale = c.scales.to(at::kFloat).index_select(1, g_idx);
+  const at::Tensor zero = c.zeros.to(at::kFloat).index_select(1, g_idx);
+  return scale * (c.codes.to(at::kFloat) - zero);
 }
 
 }  // namespace llmpress

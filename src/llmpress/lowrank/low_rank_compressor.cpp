@@ -37,15 +37,4 @@ std::shared_ptr<LinearWeight> LowRankCompressor::compress(const std::string& nam
   return make_low_rank_weight(factorizer_->decompose(name, weight, stats), rank, weight.device(), factor_grid_);
 }
 
-std::map<std::string, at::Tensor> LowRankCompressor::save(const LinearWeight& weight) const {
-  if (const auto* low = dynamic_cast<const LowRankWeight*>(&weight)) return low->state();
-  return Compressor::save(weight);
-}
-
-std::shared_ptr<LinearWeight> LowRankCompressor::restore(const std::string& kind,
-                                                         const std::map<std::string, at::Tensor>& state) const {
-  if (kind == "lowrank") return LowRankWeight::from_state(state);
-  return Compressor::restore(kind, state);
-}
-
 }  // namespace llmpress

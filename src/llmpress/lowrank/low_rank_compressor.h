@@ -22,9 +22,6 @@ class LowRankCompressor : public Compressor {
   StatsRequest needs() const override { return factorizer_->needs(); }
   std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,
                                          const InputStats& stats) override;
-  std::map<std::string, at::Tensor> save(const LinearWeight& weight) const override;
-  std::shared_ptr<LinearWeight> restore(const std::string& kind,
-                                        const std::map<std::string, at::Tensor>& state) const override;
 
  private:
   std::shared_ptr<const MatrixFactorizer> factorizer_;

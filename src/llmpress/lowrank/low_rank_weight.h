@@ -30,9 +30,7 @@ class LowRankWeight : public LinearWeight {
   const std::shared_ptr<LinearWeight>& u() const { return u_; }
   const std::shared_ptr<LinearWeight>& v() const { return v_; }
 
-  // Resume-file state: "u.*" and "v.*" entries, each a dense "weight" or a QuantizedWeight state.
-  std::map<std::string, at::Tensor> state() const;
-  static std::shared_ptr<LowRankWeight> from_state(const std::map<std::string, at::Tensor>& state);
+  WeightState save() const override;  // the factors as parts "u" and "v", each of any kind
 
  private:
   std::shared_ptr<LinearWeight> u_, v_;

@@ -97,7 +97,7 @@ class SpectrumProbe : public Compressor {
 
 }  // namespace
 
-std::vector<LayerSpectrum> measure_spectra(const Checkpoint& checkpoint, const Transformer& shell,
+std::vector<LayerSpectrum> measure_spectra(const LayerSource& source, const Transformer& shell,
                                            const at::Tensor& tokens, const MatrixFactorizer& factorizer,
                                            EngineOptions options) {
   if (tokens.size(0) == 0) throw Error("rank allocation needs calibration data (--calib FILE)");
@@ -106,7 +106,7 @@ std::vector<LayerSpectrum> measure_spectra(const Checkpoint& checkpoint, const T
   options.resume = false;
   options.measure_errors = false;
   options.on_layer = nullptr;
-  compress_sequential(checkpoint, shell, tokens, probe, options);
+  compress_sequential(source, shell, tokens, probe, options);
   return std::move(probe.spectra);
 }
 

@@ -29,7 +29,7 @@ std::map<std::string, int64_t> allocate_ranks(const std::vector<LayerSpectrum>& 
 
 // One pass of the calibration engine over the unmodified model that records every linear layer's
 // spectrum under `factorizer` (the layer inputs are those of the dense model).
-std::vector<LayerSpectrum> measure_spectra(const Checkpoint& checkpoint, const Transformer& shell,
+std::vector<LayerSpectrum> measure_spectra(const LayerSource& source, const Transformer& shell,
                                            const at::Tensor& tokens, const MatrixFactorizer& factorizer,
                                            EngineOptions options);
 

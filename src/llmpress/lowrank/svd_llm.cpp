@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
 
 namespace llmpress {
 
@@ -38,8 +39,8 @@ MatrixDecomposition SvdLlmFactorizer::decompose(const std::string& name, const a
       throw Error("svd-llm: " + name + ": the Hessian is not positive definite even with dampening " +
                   std::to_string(damp) + " (calibration data too small or degenerate: use more --nsamples)");
     const double next = damp > 0 ? damp * 10 : options_.first_damp * unit;
-    std::fprintf(stderr, "warning: %s: Hessian not positive definite with dampening %.3g; trying %.3g\n",
-                 name.c_str(), damp, next);
+    log_warning(strprintf("%s: Hessian not positive definite with dampening %.3g; trying %.3g",
+                 name.c_str(), damp, next));
     damp = next;
   }
   MatrixDecomposition d = svd_of(at::matmul(w, lower));

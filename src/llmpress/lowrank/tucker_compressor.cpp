@@ -94,31 +94,4 @@ std::shared_ptr<LinearWeight> TuckerCompressor::compress(const std::string& name
   return std::make_shared<TuckerWeight>(tucker_hooi(tensor, options), out, in, w.device());
 }
 
-std::map<std::string, at::Tensor> TuckerCompressor::save(const LinearWeight& weight) const {
-  const auto* tucker = dynamic_cast<const TuckerWeight*>(&weight);
-  if (!tucker) return Compressor::save(weight);
-  std::map<std::string, at::Tensor> state = {
-      {"core", tucker->decomposition().core},
-      {"matrix_shape", at::tensor({tucker->out_features(), tucker->in_features()}, at::kLong)}};
-  for (size_t n = 0; n < tucker->decomposition().factors.size(); ++n)
-    state["factor" + std::to_string(n)] = tucker->decomposition().factors[n];
-  return state;
-}
-
-std::shared_ptr<LinearWeight> TuckerCompressor::restore(const std::string& kind,
-                                                        const std::map<std::string, at::Tensor>& state) const {
-  if (kind != "tucker") return Compressor::restore(kind, state);
-  if (!state.count("core") || !state.count("matrix_shape") || state.at("matrix_shape").numel() != 2)
-    throw Error("tucker: saved layer state is incomplete");
-  TuckerDecomposition d;
-  d.core = state.at("core");
-  for (int64_t n = 0; n < d.core.dim(); ++n) {
-    const auto it = state.find("factor" + std::to_string(n));
-    if (it == state.end()) throw Error("tucker: saved layer state lacks factor " + std::to_string(n));
-    d.factors.push_back(it->second);
-  }
-  const at::Tensor shape = state.at("matrix_shape").to(at::kCPU);
-  return std::make_shared<TuckerWeight>(d, shape[0].item<int64_t>(), shape[1].item<int64_t>(), d.core.device());
-}
-
 }  // namespace llmpress

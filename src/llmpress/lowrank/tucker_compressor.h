@@ -17,9 +17,6 @@ class TuckerCompressor : public Compressor {
   StatsRequest needs() const override { return {}; }
   std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,
                                          const InputStats& stats) override;
-  std::map<std::string, at::Tensor> save(const LinearWeight& weight) const override;
-  std::shared_ptr<LinearWeight> restore(const std::string& kind,
-                                        const std::map<std::string, at::Tensor>& state) const override;
 
  private:
   double ratio_;

@@ -19,6 +19,7 @@ class TuckerWeight : public LinearWeight {
   int64_t storage_bits() const override { return parameter_count() * 16; }  // fp16, like the other kinds
   at::Tensor dense() const override { return dense_; }
   std::string kind() const override { return "tucker"; }
+  WeightState save() const override;
   const TuckerDecomposition& decomposition() const { return decomposition_; }
 
  private:

@@ -10,7 +10,15 @@ DenseWeight::DenseWeight(at::Tensor weight) : weight_(std::move(weight)) {
 
 at::Tensor DenseWeight::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
 
-int64_t DenseWeight::storage_bits() const { return weight_.numel() * int64_t(weight_.element_size()) * 8; }
+int64_t DenseWeight::storage_bits() const { return weight_.numel() * 16; }
+
+WeightState DenseWeight::save() const { return {"dense", nlohmann::json::object(), {{"weight", weight_}}}; }
+
+namespace {
+const WeightKindRegistration dense_kind("dense", [](const WeightState& state) -> std::shared_ptr<LinearWeight> {
+  return std::make_shared<DenseWeight>(state.tensor("weight"));
+});
+}  // namespace
 
 at::Tensor Linear::forward(const at::Tensor& x) const {
   at::Tensor y = weight->forward(x);

@@ -6,7 +6,16 @@
 #include <memory>
 #include <string>
 
+#include "llmpress/model/weight_kinds.h"
+
 namespace llmpress {
+
+// Which weights of a pruned matrix were removed: [out, in] bool, true = removed; the N:M pattern
+// it was pruned to (0:0 = unstructured). `removed` is undefined for an unpruned weight.
+struct PruningMask {
+  at::Tensor removed;
+  int64_t n = 0, m = 0;
+};
 
 class LinearWeight {
  public:
@@ -15,13 +24,17 @@ class LinearWeight {
   virtual at::Tensor forward(const at::Tensor& x) const = 0;
   virtual int64_t in_features() const = 0;
   virtual int64_t out_features() const = 0;
-  // Exact size of the stored representation, for size and bits-per-weight reports.
+  // Size of the stored representation in the formats that hold this kind as it is: dense values at
+  // 16 bits (an fp16/bf16 checkpoint), quantized ones at their packed size. One meaning for every kind.
   virtual int64_t storage_bits() const = 0;
   // Stored parameters: in * out for a matrix (quantized or not), fewer for a factorized one.
   virtual int64_t parameter_count() const { return in_features() * out_features(); }
   // The weight as a dense [out, in] matrix (dequantized / multiplied out), for export and analysis.
   virtual at::Tensor dense() const = 0;
   virtual std::string kind() const = 0;
+  // Everything needed to rebuild this weight through restore_weight (weight_kinds.h).
+  virtual WeightState save() const = 0;
+  virtual PruningMask pruning_mask() const { return {}; }
 };
 
 // A plain [out, in] matrix in any floating dtype.
@@ -34,6 +47,7 @@ class DenseWeight : public LinearWeight {
   int64_t storage_bits() const override;
   at::Tensor dense() const override { return weight_; }
   std::string kind() const override { return "dense"; }
+  WeightState save() const override;
 
  private:
   at::Tensor weight_;

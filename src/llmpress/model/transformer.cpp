@@ -5,6 +5,9 @@
 #include "llmpress/core/error.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/lowrank/low_rank_weight.h"
+#include "llmpress/model/sparse_weight.h"
+#include "llmpress/quant/ggml_weight.h"
+#include "llmpress/quant/int_grid.h"
 
 namespace llmpress {
 
@@ -63,10 +66,31 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return normed.to(x.scalar_type()) * weight;
 }
 
+const std::vector<std::vector<std::string>>& linear_groups() {
+  static const std::vector<std::vector<std::string>> groups = {
+      {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"},
+      {"self_attn.o_proj"},
+      {"mlp.gate_proj", "mlp.up_proj"},
+      {"mlp.down_proj"}};
+  return groups;
+}
+
+std::pair<int64_t, int64_t> linear_shape(const ModelConfig& c, const std::string& name) {
+  const int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
+  if (name == "self_attn.q_proj") return {q, c.hidden_size};
+  if (name == "self_attn.k_proj" || name == "self_attn.v_proj") return {kv, c.hidden_size};
+  if (name == "self_attn.o_proj") return {c.hidden_size, q};
+  if (name == "mlp.gate_proj" || name == "mlp.up_proj") return {c.intermediate_size, c.hidden_size};
+  if (name == "mlp.down_proj") return {c.hidden_size, c.intermediate_size};
+  throw Error("no linear layer named '" + name + "' in a decoder layer");
+}
+
 const std::vector<std::string>& DecoderLayer::linear_names() {
-  static const std::vector<std::string> names = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                 "mlp.down_proj"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> all;
+    for (const auto& group : linear_groups()) all.insert(all.end(), group.begin(), group.end());
+    return all;
+  }();
   return names;
 }
 
@@ -134,14 +158,37 @@ namespace {
 
 std::string layer_prefix(int64_t index) { return "model.layers." + std::to_string(index) + "."; }
 
+bool is_float_type(TensorType type) {
+  return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
+}
+
+// The weight kind that holds what the checkpoint stores, without decoding it to float32.
+std::shared_ptr<LinearWeight> load_weight(const Checkpoint& checkpoint, const std::string& name,
+                                          const at::Device& device) {
+  // A factorized checkpoint (llmpress lowrank) stores NAME_u [out, r] and NAME_v [r, in].
+  if (!checkpoint.has(name) && checkpoint.has(name + "_u") && checkpoint.has(name + "_v"))
+    return std::make_shared<LowRankWeight>(checkpoint.load(name + "_u", device), checkpoint.load(name + "_v", device));
+  const auto gptq = checkpoint.gptq_linears.find(name);
+  if (gptq != checkpoint.gptq_linears.end()) {
+    const GptqPackedLinear& packed = gptq->second;
+    const GptqCodes c = unpack_gptq_linear(packed);
+    IntGridSpec spec;
+    spec.bits = packed.bits;
+    spec.symmetric = packed.symmetric;
+    spec.group_size = packed.group_size;
+    return recognize_pruning(std::make_shared<QuantizedWeight>(c.codes.to(device), c.scales.to(device),
+                                                               c.zeros.to(at::kByte).to(device), c.g_idx.to(device),
+                                                               spec, c.act_order));
+  }
+  const RawTensor& raw = checkpoint.tensor(name);
+  if (raw.shape.size() == 2 && !is_float_type(raw.type))
+    return recognize_pruning(std::make_shared<GgmlWeight>(raw.type, checkpoint.load_bytes(name), raw.shape[1], device));
+  return recognize_pruning(std::make_shared<DenseWeight>(checkpoint.load(name, device)));
+}
+
 Linear load_linear(const Checkpoint& checkpoint, const std::string& name, const at::Device& device) {
   Linear linear;
-  // A factorized checkpoint (llmpress lowrank) stores NAME.weight_u [out, r] and NAME.weight_v [r, in].
-  if (!checkpoint.has(name + ".weight") && checkpoint.has(name + ".weight_u") && checkpoint.has(name + ".weight_v"))
-    linear.weight = std::make_shared<LowRankWeight>(checkpoint.load(name + ".weight_u", device),
-                                                    checkpoint.load(name + ".weight_v", device));
-  else
-    linear.weight = std::make_shared<DenseWeight>(checkpoint.load(name + ".weight", device));
+  linear.weight = load_weight(checkpoint, name + ".weight", device);
   if (checkpoint.has(name + ".bias")) linear.bias = checkpoint.load(name + ".bias", device);
   return linear;
 }

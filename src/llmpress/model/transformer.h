@@ -41,13 +41,21 @@ struct KVCache {
   int64_t capacity = 0;
 };
 
+// The seven linear layers of a decoder layer by Hugging Face name relative to the layer, grouped
+// by shared input, in execution order: {q, k, v} <- input norm, {o} <- attention, {gate, up} <-
+// post-attention norm, {down} <- gate * up. The one statement of the layer layout: the forward
+// pass, the calibration engine (capture per group) and AWQ (folds per group) all read it.
+const std::vector<std::vector<std::string>>& linear_groups();
+// {out, in} of linear `name` ("self_attn.q_proj", ...) of a decoder layer under `config`.
+std::pair<int64_t, int64_t> linear_shape(const ModelConfig& config, const std::string& name);
+
 struct DecoderLayer {
   at::Tensor input_norm;           // [hidden]
   at::Tensor post_attention_norm;  // [hidden]
   Linear q_proj, k_proj, v_proj, o_proj;
   Linear gate_proj, up_proj, down_proj;
 
-  // Hugging Face names relative to the layer, in execution order: "self_attn.q_proj", ...
+  // linear_groups() flattened: "self_attn.q_proj", ..., "mlp.down_proj".
   static const std::vector<std::string>& linear_names();
   Linear& linear(const std::string& name);
   const Linear& linear(const std::string& name) const;

@@ -3,6 +3,7 @@
 #include <cstdio>
 
 #include "llmpress/core/error.h"
+#include "llmpress/model/sparse_weight.h"
 
 namespace llmpress {
 
@@ -45,8 +46,8 @@ std::shared_ptr<LinearWeight> MagnitudeCompressor::compress(const std::string& n
                                                             const InputStats&) {
   const at::Tensor w = linear.weight->dense().to(at::kFloat);
   check_pattern_fits(target_, w.size(1), name);
-  if (global_) return std::make_shared<DenseWeight>(w.masked_fill(w.abs() <= global_threshold_, 0.0));
-  return std::make_shared<DenseWeight>(magnitude_prune(w, target_, scope_));
+  if (global_) return sparse_result(w.masked_fill(w.abs() <= global_threshold_, 0.0), SparsityTarget::unstructured(0));
+  return sparse_result(magnitude_prune(w, target_, scope_), target_);
 }
 
 }  // namespace llmpress

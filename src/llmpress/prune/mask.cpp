@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "llmpress/core/error.h"
+#include "llmpress/model/sparse_weight.h"
 
 namespace llmpress {
 
@@ -99,6 +100,12 @@ at::Tensor nm_mask(const at::Tensor& scores, int64_t n, int64_t m) {
 
 at::Tensor select_mask(const at::Tensor& scores, const SparsityTarget& target, MaskScope scope) {
   return target.semi_structured() ? nm_mask(scores, target.n, target.m) : lowest_mask(scores, target.sparsity, scope);
+}
+
+std::shared_ptr<LinearWeight> sparse_result(const at::Tensor& pruned, const SparsityTarget& target) {
+  const at::Tensor removed = pruned == 0;
+  return std::make_shared<SparseWeight>(std::make_shared<DenseWeight>(pruned), removed,
+                                        target.semi_structured() ? target.n : 0, target.semi_structured() ? target.m : 0);
 }
 
 }  // namespace llmpress

@@ -4,7 +4,10 @@
 // sparsity guarantees live in one place.
 #include <ATen/ATen.h>
 
+#include <memory>
 #include <string>
+
+#include "llmpress/model/linear.h"
 
 namespace llmpress {
 
@@ -39,5 +42,9 @@ at::Tensor lowest_mask(const at::Tensor& scores, double sparsity, MaskScope scop
 at::Tensor nm_mask(const at::Tensor& scores, int64_t n, int64_t m);
 // One of the two, as `target` says (scope only matters for an unstructured target).
 at::Tensor select_mask(const at::Tensor& scores, const SparsityTarget& target, MaskScope scope);
+
+// A pruned matrix (removed weights exactly 0) as a SparseWeight whose mask is its zeros, with the
+// target's N:M pattern recorded.
+std::shared_ptr<LinearWeight> sparse_result(const at::Tensor& pruned, const SparsityTarget& target);
 
 }  // namespace llmpress

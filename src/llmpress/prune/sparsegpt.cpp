@@ -3,6 +3,8 @@
 #include <cstdio>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
+#include "llmpress/model/sparse_weight.h"
 #include "llmpress/quant/hessian_factor.h"
 
 namespace llmpress {
@@ -39,8 +41,8 @@ SparseGptResult sparsegpt_prune(const at::Tensor& weight, const at::Tensor& hess
   result.damp_increases = factor.increases;
   if (!factor.ok) {
     // With an identity factor the saliency is w^2 and nothing is propagated: magnitude pruning.
-    std::fprintf(stderr, "warning: %s: Hessian not factorizable even with dampening %.3g; pruning by magnitude\n",
-                 label.c_str(), factor.damp);
+    log_warning(strprintf("%s: Hessian not factorizable even with dampening %.3g; pruning by magnitude",
+                 label.c_str(), factor.damp));
     factor.upper = at::eye(cols, h.options());
     result.fell_back = true;
   }
@@ -138,9 +140,16 @@ std::shared_ptr<LinearWeight> SparseGptCompressor::compress(const std::string& n
                                                             const InputStats& stats) {
   if (!stats.hessian.defined()) throw Error("sparsegpt: " + name + ": no Hessian was collected");
   check_pattern_fits(options_.target, linear.weight->in_features(), name);
-  SparseGptResult r = sparsegpt_prune(linear.weight->dense(), stats.hessian, options_, name);
-  if (r.quantized) return r.quantized;
-  return std::make_shared<DenseWeight>(r.weight);
+  SparseGptOptions options = options_;
+  // An already pruned weight keeps its zeros: the OBS update only moves the weights that remain.
+  if (linear.weight->pruning_mask().removed.defined()) options.keep_zeros = true;
+  SparseGptResult r = sparsegpt_prune(linear.weight->dense(), stats.hessian, options, name);
+  std::shared_ptr<LinearWeight> values = r.quantized;
+  if (!values) values = std::make_shared<DenseWeight>(r.weight);
+  const PruningMask before = linear.weight->pruning_mask();
+  const bool semi = options_.target.semi_structured();
+  return std::make_shared<SparseWeight>(values, r.mask, semi ? options_.target.n : before.n,
+                                        semi ? options_.target.m : before.m);
 }
 
 }  // namespace llmpress

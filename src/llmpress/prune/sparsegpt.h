@@ -8,6 +8,7 @@
 #include <string>
 
 #include "llmpress/prune/mask.h"
+#include "llmpress/calib/compressor.h"
 #include "llmpress/quant/int_grid.h"
 
 namespace llmpress {
@@ -40,7 +41,7 @@ struct SparseGptResult {
 SparseGptResult sparsegpt_prune(const at::Tensor& weight, const at::Tensor& hessian, const SparseGptOptions& options,
                                 const std::string& name = "");
 
-class SparseGptCompressor : public IntGridCompressor {
+class SparseGptCompressor : public Compressor {
  public:
   explicit SparseGptCompressor(SparseGptOptions options);
   std::string describe() const override;

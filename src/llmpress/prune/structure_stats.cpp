@@ -27,6 +27,8 @@ class MomentWeight : public LinearWeight {
   int64_t storage_bits() const override { return inner_->storage_bits(); }
   at::Tensor dense() const override { return inner_->dense(); }
   std::string kind() const override { return inner_->kind(); }
+  WeightState save() const override { return inner_->save(); }
+  PruningMask pruning_mask() const override { return inner_->pruning_mask(); }
 
   ChannelMoments moments() const {
     if (tokens_ == 0) throw Error("structured pruning: no calibration tokens reached the layer");

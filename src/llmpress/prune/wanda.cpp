@@ -27,7 +27,7 @@ std::shared_ptr<LinearWeight> WandaCompressor::compress(const std::string& name,
                                                         const InputStats& stats) {
   if (!stats.sum_squares.defined()) throw Error("wanda: " + name + ": no input norms were collected");
   check_pattern_fits(target_, linear.weight->in_features(), name);
-  return std::make_shared<DenseWeight>(wanda_prune(linear.weight->dense(), stats.sum_squares, target_, scope_));
+  return sparse_result(wanda_prune(linear.weight->dense(), stats.sum_squares, target_, scope_), target_);
 }
 
 }  // namespace llmpress

@@ -43,11 +43,6 @@ class AwqCompressor : public Compressor {
                                          const InputStats& stats) override {
     return inner_->compress(name, linear, stats);
   }
-  std::map<std::string, at::Tensor> save(const LinearWeight& weight) const override { return inner_->save(weight); }
-  std::shared_ptr<LinearWeight> restore(const std::string& kind,
-                                        const std::map<std::string, at::Tensor>& state) const override {
-    return inner_->restore(kind, state);
-  }
 
   // The alpha chosen for each foldable group, in processing order (for reports and tests).
   const std::vector<double>& chosen_alphas() const { return alphas_; }

@@ -11,15 +11,4 @@ TensorType GgmlCompressor::type_of(const std::string& name) const {
   return it->second;
 }
 
-std::map<std::string, at::Tensor> GgmlCompressor::save(const LinearWeight& weight) const {
-  if (const auto* ggml = dynamic_cast<const GgmlWeight*>(&weight)) return ggml->state();
-  return Compressor::save(weight);
-}
-
-std::shared_ptr<LinearWeight> GgmlCompressor::restore(const std::string& kind,
-                                                      const std::map<std::string, at::Tensor>& state) const {
-  if (kind == "ggml") return GgmlWeight::from_state(state);
-  return Compressor::restore(kind, state);
-}
-
 }  // namespace llmpress

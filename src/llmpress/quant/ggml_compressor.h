@@ -1,6 +1,6 @@
 #pragma once
 // Base of the compressors that produce GgmlWeight (GGUF block types): the type each linear layer
-// gets (chosen up front for the whole model, e.g. by a llama-quantize mix) and resume support.
+// gets, chosen up front for the whole model (e.g. by a llama-quantize mix).
 #include <map>
 #include <string>
 
@@ -13,9 +13,6 @@ class GgmlCompressor : public Compressor {
  public:
   // types: by Hugging Face linear name without ".weight" ("model.layers.3.mlp.down_proj").
   explicit GgmlCompressor(std::map<std::string, TensorType> types) : types_(std::move(types)) {}
-  std::map<std::string, at::Tensor> save(const LinearWeight& weight) const override;
-  std::shared_ptr<LinearWeight> restore(const std::string& kind,
-                                        const std::map<std::string, at::Tensor>& state) const override;
 
  protected:
   TensorType type_of(const std::string& name) const;  // throws Error for a layer without a type

@@ -1,6 +1,7 @@
 #include "llmpress/quant/ggml_rtn.h"
 
 #include "llmpress/core/error.h"
+#include "llmpress/model/sparse_weight.h"
 #include "llmpress/quant/ggml_weight.h"
 
 namespace llmpress {
@@ -12,7 +13,7 @@ std::shared_ptr<LinearWeight> GgmlRtnCompressor::compress(const std::string& nam
     if (!stats.sum_squares.defined()) throw Error(describe() + ": " + name + ": no activation statistics were collected");
     importance = stats.sum_squares.to(at::kFloat);
   }
-  return GgmlWeight::encode(linear.weight->dense(), type_of(name), importance);
+  return keep_pruning_mask(*linear.weight, GgmlWeight::encode(linear.weight->dense(), type_of(name), importance));
 }
 
 }  // namespace llmpress

@@ -3,12 +3,14 @@
 #include <cstdio>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
+#include "llmpress/model/sparse_weight.h"
 #include "llmpress/quant/hessian_factor.h"
 
 namespace llmpress {
 
 GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqOptions& options,
-                         const std::string& name) {
+                         const std::string& name, const at::Tensor& removed_mask) {
   const IntGridSpec& spec = options.grid;
   spec.check();
   if (weight.dim() != 2) throw Error("gptq: weight must be 2-D");
@@ -19,6 +21,10 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
   at::Tensor w = weight.to(at::kFloat).clone();
   at::Tensor h = hessian.to(device, at::kDouble).clone();
   if (!at::isfinite(h).all().item<bool>()) throw Error("gptq: " + name + ": the Hessian contains NaN or Inf");
+  const bool masked = removed_mask.defined();
+  at::Tensor removed = masked ? removed_mask.to(device, at::kBool) : at::Tensor();
+  if (masked && removed.sizes() != w.sizes()) throw Error("gptq: " + name + ": the pruning mask's shape differs");
+  if (masked) w.masked_fill_(removed, 0.0);
 
   // Inputs that were zero for every calibration token carry no information: the column is
   // zeroed and its diagonal set to 1 so the factorization stays well defined.
@@ -46,6 +52,7 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
     perm = std::get<1>(at::sort(h.diagonal(), /*stable=*/true, 0, /*descending=*/true));
     w = w.index_select(1, perm);
     h = h.index_select(0, perm).index_select(1, perm);
+    if (masked) removed = removed.index_select(1, perm);
   }
   const at::Tensor perm_cpu = perm.to(at::kCPU);
   const int64_t* perm_at = perm_cpu.data_ptr<int64_t>();
@@ -57,8 +64,8 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
   result.damp_increases = factor.increases;
   if (!factor.ok) {
     // With an identity factor nothing is propagated: every column is rounded to nearest.
-    std::fprintf(stderr, "warning: %s: Hessian not factorizable even with dampening %.3g; rounding to nearest\n",
-                 name.empty() ? "gptq" : name.c_str(), factor.damp);
+    log_warning(strprintf("%s: Hessian not factorizable even with dampening %.3g; rounding to nearest",
+                 name.empty() ? "gptq" : name.c_str(), factor.damp));
     factor.upper = at::eye(cols, h.options());
     result.fell_back_to_rtn = true;
   }
@@ -90,6 +97,8 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
           at::Tensor part = w1.narrow(1, i, std::min(group, n - i));
           if (part.size(1) < group && i2 < cols)
             part = at::cat({part, w.narrow(1, i2, std::min(group - part.size(1), cols - i2))}, 1);
+          // Removed weights become exactly 0 whatever the updates did to them: they do not shape the grid.
+          if (masked) part = part.masked_fill(removed.narrow(1, k, part.size(1)), 0.0);
           params = fit_grid(part, spec);
           scales.narrow(1, k / group, 1).copy_(params.scale);
           zeros.narrow(1, k / group, 1).copy_(params.zero);
@@ -97,7 +106,8 @@ GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, co
         g_idx_perm[k] = options.static_groups ? perm_at[k] / group : k / group;
       }
       const at::Tensor col = w1.narrow(1, i, 1);  // [rows, 1]
-      const at::Tensor code = grid_codes(col, params, spec);
+      at::Tensor code = grid_codes(col, params, spec);
+      if (masked) code = at::where(removed.narrow(1, k, 1), params.zero.expand_as(code), code);
       const at::Tensor q = grid_values(code, params.scale, params.zero);
       codes.narrow(1, k, 1).copy_(code);
       values.narrow(1, k, 1).copy_(q);
@@ -133,7 +143,9 @@ std::string GptqCompressor::describe() const {
 std::shared_ptr<LinearWeight> GptqCompressor::compress(const std::string& name, const Linear& linear,
                                                        const InputStats& stats) {
   if (!stats.hessian.defined()) throw Error("gptq: " + name + ": no Hessian was collected");
-  return gptq_quantize(linear.weight->dense(), stats.hessian, options_, name).weight;
+  const PruningMask mask = linear.weight->pruning_mask();
+  return keep_pruning_mask(*linear.weight,
+                           gptq_quantize(linear.weight->dense(), stats.hessian, options_, name, mask.removed).weight);
 }
 
 }  // namespace llmpress

@@ -4,6 +4,7 @@
 // inputs, so that ||(W - Q)X||^2 (not ||W - Q||^2) is what gets minimized.
 #include <string>
 
+#include "llmpress/calib/compressor.h"
 #include "llmpress/quant/int_grid.h"
 
 namespace llmpress {
@@ -30,10 +31,12 @@ struct GptqResult {
 // weight [out, in]; hessian [in, in] (any positive scale: X^T X or its mean). `name` is used in
 // warnings. Never throws for a badly conditioned Hessian: it increases the dampening, and in the
 // end falls back to round-to-nearest with a warning. Throws for NaN/Inf in the Hessian.
+// `removed` ([out, in] bool, optional): a pruning mask to keep. Those weights get the zero code
+// (exactly 0) and only the kept weights absorb the rounding errors, as in SparseGPT.
 GptqResult gptq_quantize(const at::Tensor& weight, const at::Tensor& hessian, const GptqOptions& options,
-                         const std::string& name = "");
+                         const std::string& name = "", const at::Tensor& removed = {});
 
-class GptqCompressor : public IntGridCompressor {
+class GptqCompressor : public Compressor {
  public:
   explicit GptqCompressor(GptqOptions options) : options_(options) { options_.grid.check(); }
   std::string describe() const override;

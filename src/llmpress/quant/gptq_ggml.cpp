@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
+#include "llmpress/model/sparse_weight.h"
 #include "llmpress/export/ggml_quantize.h"
 #include "llmpress/quant/ggml_codes.h"
 #include "llmpress/quant/hessian_factor.h"
@@ -61,11 +63,13 @@ class BlockFitter {
 }  // namespace
 
 std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const at::Tensor& hessian, TensorType type,
-                                               const GptqOptions& options, const std::string& name) {
+                                               const GptqOptions& options, const std::string& name,
+                                               const at::Tensor& removed_mask) {
   const GgmlEncoding& enc = ggml_encoding(type);
   if (weight.dim() != 2) throw Error("gptq: weight must be 2-D");
   const int64_t rows = weight.size(0), cols = weight.size(1), block = enc.block_elements;
   if (!enc.quantized) return GgmlWeight::encode(weight, type);
+  const bool masked = removed_mask.defined();
   if (cols % block != 0)
     throw Error("gptq: " + name + ": rows of " + std::to_string(cols) + " are not a whole number of " + enc.name +
                 " blocks");
@@ -78,13 +82,15 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
   const at::Tensor dead = h.diagonal() == 0;  // inputs never active: see gptq_quantize
   h.diagonal().masked_fill_(dead, 1.0);
   w.masked_fill_(dead.unsqueeze(0), 0.0);
+  const at::Tensor removed = masked ? removed_mask.to(device, at::kBool) : at::Tensor();
+  if (masked) w.masked_fill_(removed, 0.0);
   const at::Tensor importance = h.diagonal().to(at::kCPU, at::kFloat).contiguous();
 
   InverseHessianFactor factor =
       inverse_hessian_factor(h, options.percdamp, options.max_damp_increases, name.empty() ? "gptq" : name);
   if (!factor.ok) {
-    std::fprintf(stderr, "warning: %s: Hessian not factorizable even with dampening %.3g; rounding to nearest\n",
-                 name.empty() ? "gptq" : name.c_str(), factor.damp);
+    log_warning(strprintf("%s: Hessian not factorizable even with dampening %.3g; rounding to nearest",
+                 name.empty() ? "gptq" : name.c_str(), factor.damp));
     factor.upper = at::eye(cols, h.options());
   }
   const at::Tensor u = factor.upper.to(at::kFloat);
@@ -102,7 +108,9 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
     for (int64_t i = 0; i < n; ++i) {
       const int64_t k = i1 + i;
       if (k % block == 0) {
-        const at::Tensor part = w1.narrow(1, i, block).to(at::kCPU).contiguous();
+        at::Tensor part = w1.narrow(1, i, block);
+        if (masked) part = part.masked_fill(removed.narrow(1, k, block), 0.0);
+        part = part.to(at::kCPU).contiguous();
         std::tie(scale, offset) = fitter.fit(k / block, part, importance.data_ptr<float>() + k);
         scale = scale.to(device);
         offset = offset.to(device);
@@ -110,8 +118,9 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
       const at::Tensor col = w1.narrow(1, i, 1);
       const at::Tensor a = scale.narrow(1, k % block, 1), b = offset.narrow(1, k % block, 1);
       // A zero step (an all-zero block) makes every code give the offset: keep code 0.
+      const at::Tensor target = masked ? col.masked_fill(removed.narrow(1, k, 1), 0.0) : col;
       const at::Tensor code =
-          at::where(a != 0, at::clamp(at::round((col - b) / a), range.min_code, range.max_code), at::zeros_like(col));
+          at::where(a != 0, at::clamp(at::round((target - b) / a), range.min_code, range.max_code), at::zeros_like(col));
       const at::Tensor q = a * code + b;
       codes.narrow(1, k, 1).copy_(code);
       const at::Tensor err = (col - q) / u1[i][i];
@@ -120,7 +129,7 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
     }
     if (i2 < cols) w.narrow(1, i2, cols - i2).sub_(at::matmul(err1, u.narrow(0, i1, n).narrow(1, i2, cols - i2)));
   }
-  return std::make_shared<GgmlWeight>(type, fitter.pack(codes.to(at::kCPU, at::kInt).contiguous()), cols);
+  return std::make_shared<GgmlWeight>(type, fitter.pack(codes.to(at::kCPU, at::kInt).contiguous()), cols, device);
 }
 
 std::string GgmlGptqCompressor::describe() const {
@@ -133,7 +142,9 @@ std::string GgmlGptqCompressor::describe() const {
 std::shared_ptr<LinearWeight> GgmlGptqCompressor::compress(const std::string& name, const Linear& linear,
                                                            const InputStats& stats) {
   if (!stats.hessian.defined()) throw Error("gptq: " + name + ": no Hessian was collected");
-  return gptq_ggml_quantize(linear.weight->dense(), stats.hessian, type_of(name), options_, name);
+  const PruningMask mask = linear.weight->pruning_mask();
+  return keep_pruning_mask(*linear.weight, gptq_ggml_quantize(linear.weight->dense(), stats.hessian, type_of(name),
+                                                              options_, name, mask.removed));
 }
 
 }  // namespace llmpress

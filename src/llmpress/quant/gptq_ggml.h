@@ -13,9 +13,12 @@ namespace llmpress {
 
 // weight [out, in], hessian [in, in]. options.grid is ignored (the type is the grid); dampening,
 // lazy block size (rounded up to whole ggml blocks) and the Cholesky-failure handling are GPTQ's.
-// Plain float types (F16, F32) are encoded directly.
+// Plain float types (F16, F32) are encoded directly. `removed` (optional [out, in] bool): a pruning
+// mask to keep: those weights take the code nearest to 0 (exactly 0 in the symmetric types Q4_0,
+// Q5_0, Q8_0, Q3_K, Q6_K; the types with a block minimum may not hold an exact 0).
 std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const at::Tensor& hessian, TensorType type,
-                                               const GptqOptions& options, const std::string& name = "");
+                                               const GptqOptions& options, const std::string& name = "",
+                                               const at::Tensor& removed = {});
 
 class GgmlGptqCompressor : public GgmlCompressor {
  public:

@@ -1,5 +1,7 @@
 #include "llmpress/quant/hessian_factor.h"
 
+#include "llmpress/core/log.h"
+
 #include <cstdio>
 
 namespace llmpress {
@@ -23,8 +25,8 @@ InverseHessianFactor inverse_hessian_factor(const at::Tensor& h, double percdamp
       }
     }
     if (f.increases == max_increases) return f;
-    std::fprintf(stderr, "warning: %s: Hessian not positive definite with dampening %.3g; trying %.3g\n",
-                 name.c_str(), f.damp, f.damp * 10);
+    log_warning(strprintf("%s: Hessian not positive definite with dampening %.3g; trying %.3g",
+                 name.c_str(), f.damp, f.damp * 10));
     f.damp *= 10;
   }
 }

@@ -1,6 +1,7 @@
 #include "llmpress/quant/int_grid.h"
 
 #include "llmpress/core/error.h"
+#include "llmpress/model/decoded_cache.h"
 
 namespace llmpress {
 
@@ -73,8 +74,8 @@ at::Tensor QuantizedWeight::dense() const {
 }
 
 at::Tensor QuantizedWeight::forward(const at::Tensor& x) const {
-  // Dequantize on the fly: fine for evaluation; packed kernels belong to the runtimes we export to.
-  return at::linear(x, dense().to(x.scalar_type()));
+  // Dequantized on the fly (and cached within the budget): packed kernels belong to the runtimes we export to.
+  return at::linear(x, DecodedCache::get(this, x.device(), x.scalar_type(), [this] { return dense(); }));
 }
 
 int64_t QuantizedWeight::storage_bits() const {
@@ -85,39 +86,24 @@ int64_t QuantizedWeight::storage_bits() const {
   return bits;
 }
 
-std::map<std::string, at::Tensor> QuantizedWeight::state() const {
-  const at::Tensor meta = at::tensor({int64_t(spec_.bits), int64_t(spec_.symmetric), spec_.group_size,
-                                      int64_t(act_order_)}, at::kLong);
-  return {{"codes", codes_}, {"scales", scales_}, {"zeros", zeros_}, {"g_idx", g_idx_}, {"meta", meta}};
+QuantizedWeight::~QuantizedWeight() { DecodedCache::forget(this); }
+
+WeightState QuantizedWeight::save() const {
+  const nlohmann::json meta = {{"bits", spec_.bits}, {"symmetric", spec_.symmetric},
+                               {"group_size", spec_.group_size}, {"act_order", act_order_}};
+  return {"int", meta, {{"codes", codes_}, {"scales", scales_}, {"zeros", zeros_}, {"g_idx", g_idx_}}};
 }
 
-std::shared_ptr<QuantizedWeight> QuantizedWeight::from_state(const std::map<std::string, at::Tensor>& state) {
-  for (const char* key : {"codes", "scales", "zeros", "g_idx", "meta"})
-    if (!state.count(key)) throw Error(std::string("saved quantized weight lacks '") + key + "'");
-  const at::Tensor meta = state.at("meta").to(at::kCPU);
-  if (meta.numel() != 4) throw Error("saved quantized weight has a bad 'meta'");
+namespace {
+const WeightKindRegistration int_kind("int", [](const WeightState& state) -> std::shared_ptr<LinearWeight> {
   IntGridSpec spec;
-  spec.bits = int(meta[0].item<int64_t>());
-  spec.symmetric = meta[1].item<int64_t>() != 0;
-  spec.group_size = meta[2].item<int64_t>();
-  spec.scale_dtype = state.at("scales").scalar_type();
-  return std::make_shared<QuantizedWeight>(state.at("codes"), state.at("scales"), state.at("zeros"),
-                                           state.at("g_idx"), spec, meta[3].item<int64_t>() != 0);
-}
-
-}  // namespace llmpress
-
-namespace llmpress {
-
-std::map<std::string, at::Tensor> IntGridCompressor::save(const LinearWeight& weight) const {
-  if (const auto* q = dynamic_cast<const QuantizedWeight*>(&weight)) return q->state();
-  return Compressor::save(weight);
-}
-
-std::shared_ptr<LinearWeight> IntGridCompressor::restore(const std::string& kind,
-                                                         const std::map<std::string, at::Tensor>& state) const {
-  if (kind == "int") return QuantizedWeight::from_state(state);
-  return Compressor::restore(kind, state);
-}
+  spec.bits = state.meta.at("bits").get<int>();
+  spec.symmetric = state.meta.at("symmetric").get<bool>();
+  spec.group_size = state.meta.at("group_size").get<int64_t>();
+  spec.scale_dtype = state.tensor("scales").scalar_type();
+  return std::make_shared<QuantizedWeight>(state.tensor("codes"), state.tensor("scales"), state.tensor("zeros"),
+                                           state.tensor("g_idx"), spec, state.meta.at("act_order").get<bool>());
+});
+}  // namespace
 
 }  // namespace llmpress

@@ -12,7 +12,6 @@
 #include <map>
 #include <string>
 
-#include "llmpress/calib/compressor.h"
 #include "llmpress/model/linear.h"
 
 namespace llmpress {
@@ -68,21 +67,13 @@ class QuantizedWeight : public LinearWeight {
   const IntGridSpec& spec() const { return spec_; }
   bool act_order() const { return act_order_; }
 
-  std::map<std::string, at::Tensor> state() const;
-  static std::shared_ptr<QuantizedWeight> from_state(const std::map<std::string, at::Tensor>& state);
+  WeightState save() const override;
+  ~QuantizedWeight() override;
 
  private:
   at::Tensor codes_, scales_, zeros_, g_idx_;
   IntGridSpec spec_;
   bool act_order_;
-};
-
-// Base of compressors that produce QuantizedWeight: saves and restores it for resume files.
-class IntGridCompressor : public Compressor {
- public:
-  std::map<std::string, at::Tensor> save(const LinearWeight& weight) const override;
-  std::shared_ptr<LinearWeight> restore(const std::string& kind,
-                                        const std::map<std::string, at::Tensor>& state) const override;
 };
 
 }  // namespace llmpress

@@ -1,5 +1,7 @@
 #include "llmpress/quant/rtn.h"
 
+#include "llmpress/model/sparse_weight.h"
+
 namespace llmpress {
 
 std::shared_ptr<QuantizedWeight> rtn_quantize(const at::Tensor& weight, const IntGridSpec& spec) {
@@ -24,7 +26,8 @@ std::shared_ptr<QuantizedWeight> rtn_quantize(const at::Tensor& weight, const In
 }
 
 std::shared_ptr<LinearWeight> RtnCompressor::compress(const std::string&, const Linear& linear, const InputStats&) {
-  return rtn_quantize(linear.weight->dense(), spec_);
+  // A pruned weight keeps its zeros: 0 is on every grid (the range always contains it).
+  return keep_pruning_mask(*linear.weight, rtn_quantize(linear.weight->dense(), spec_));
 }
 
 }  // namespace llmpress

@@ -1,12 +1,10 @@
-#include "llmpress/prune/routing.h"
+#include "llmpress/pipeline/routing.h"
 
 #include "llmpress/core/error.h"
 
 namespace llmpress {
 
-namespace {
-
-std::regex compile(const std::string& pattern, const std::string& option) {
+std::regex compile_pattern(const std::string& pattern, const std::string& option) {
   try {
     return std::regex(pattern);
   } catch (const std::regex_error& e) {
@@ -14,21 +12,22 @@ std::regex compile(const std::string& pattern, const std::string& option) {
   }
 }
 
-}  // namespace
-
-RoutingCompressor::RoutingCompressor(std::unique_ptr<Compressor> fallback, const std::string& skip_pattern)
-    : fallback_(std::move(fallback)), skip_pattern_(skip_pattern) {
-  if (!skip_pattern.empty()) skip_regex_ = compile(skip_pattern, "--skip");
+RoutingCompressor::RoutingCompressor(std::unique_ptr<Compressor> fallback, const std::vector<std::string>& targets,
+                                     const std::vector<std::string>& ignore)
+    : fallback_(std::move(fallback)) {
+  for (const std::string& t : targets) targets_.push_back({t, compile_pattern(t, "targets")});
+  for (const std::string& t : ignore) ignore_.push_back({t, compile_pattern(t, "ignore")});
 }
 
 void RoutingCompressor::add_rule(const std::string& pattern, std::unique_ptr<Compressor> compressor) {
-  rules_.push_back({pattern, compile(pattern, "--sparsity-for"), std::move(compressor)});
+  rules_.push_back({{pattern, compile_pattern(pattern, "rule")}, std::move(compressor)});
 }
 
 std::string RoutingCompressor::describe() const {
   std::string text = fallback_->describe();
-  for (const Rule& rule : rules_) text += "; /" + rule.pattern + "/: " + rule.compressor->describe();
-  if (!skip_pattern_.empty()) text += "; skip /" + skip_pattern_ + "/";
+  for (const Rule& rule : rules_) text += "; /" + rule.pattern.text + "/: " + rule.compressor->describe();
+  for (const Pattern& p : targets_) text += "; only /" + p.text + "/";
+  for (const Pattern& p : ignore_) text += "; skip /" + p.text + "/";
   return text;
 }
 
@@ -39,13 +38,18 @@ StatsRequest RoutingCompressor::needs() const {
 }
 
 bool RoutingCompressor::skips(const std::string& name) const {
-  return !skip_pattern_.empty() && std::regex_search(name, skip_regex_);
+  bool targeted = targets_.empty();
+  for (const Pattern& p : targets_) targeted = targeted || std::regex_search(name, p.regex);
+  if (!targeted) return true;
+  for (const Pattern& p : ignore_)
+    if (std::regex_search(name, p.regex)) return true;
+  return false;
 }
 
 Compressor* RoutingCompressor::route(const std::string& name) const {
   if (skips(name)) return nullptr;
   for (const Rule& rule : rules_)
-    if (std::regex_search(name, rule.regex)) return rule.compressor.get();
+    if (std::regex_search(name, rule.pattern.regex)) return rule.compressor.get();
   return fallback_.get();
 }
 

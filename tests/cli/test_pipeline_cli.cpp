@@ -1,0 +1,144 @@
+// The compression commands as a new user types them: the format follows the output name, no
+// calibration text is needed for the defaults, conflicts fail before any work, every command is
+// a recipe (--save-recipe, llmpress run), bad recipes name their line, and a job killed in its
+// second stage resumes there with the same output.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "cli/cli_test_util.h"
+#include "llmpress/io/gguf.h"
+#include "llmpress/io/mapped_file.h"
+
+namespace llmpress {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_llmpress;
+
+const char* kGutenberg = "models/gutenberg-dev-llama-5m";
+const char* kStories = "models/stories260K/stories260K.bin";
+
+// name -> (ggml type, bytes) of every tensor of a GGUF file.
+std::map<std::string, std::pair<uint32_t, std::string>> gguf_tensors(const std::string& path) {
+  const GgufFile f = read_gguf(path);
+  std::map<std::string, std::pair<uint32_t, std::string>> out;
+  for (const GgufTensorInfo& t : f.tensors)
+    out[t.name] = {t.ggml_type, std::string(reinterpret_cast<const char*>(f.file->data() + f.data_start + t.offset),
+                                            t.nbytes)};
+  return out;
+}
+
+const GgufValue* gguf_key(const GgufFile& f, const std::string& key) { return f.find(key); }
+
+TEST(CliPipeline, QuantizeToAGgufNameWithAMixWritesGgufWithoutCalibration) {
+  LLMPRESS_REQUIRE_SHARED(kGutenberg);
+  const std::string model = test::shared_path(kGutenberg);
+  test::TempDir dir;
+  const auto q = run_llmpress("quantize -m " + model + " -o " + dir.file("out.gguf") + " --type Q4_K_M --no-progress");
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_NE(q.out.find("GGUF Q4_K_M"), std::string::npos) << q.out;
+  // Round to nearest without calibration: the tensors llama-quantize's quantizers give (convert
+  // writes exactly those, checked against ggml elsewhere).
+  const auto c = run_llmpress("convert -m " + model + " -o " + dir.file("convert.gguf") + " --type Q4_K_M");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(gguf_tensors(dir.file("out.gguf")), gguf_tensors(dir.file("convert.gguf")));
+  // The file says how it was made.
+  const GgufFile f = read_gguf(dir.file("out.gguf"));
+  ASSERT_NE(gguf_key(f, "llmpress.recipe"), nullptr);
+  EXPECT_NE(gguf_key(f, "llmpress.recipe")->string_value.find("method: rtn"), std::string::npos);
+  ASSERT_NE(gguf_key(f, "llmpress.version"), nullptr);
+}
+
+TEST(CliPipeline, ConflictingOptionsFailBeforeAnyWork) {
+  LLMPRESS_REQUIRE_SHARED(kGutenberg);
+  const std::string model = test::shared_path(kGutenberg);
+  test::TempDir dir;
+  for (const std::string& args :
+       {"quantize -m " + model + " -o " + dir.file("x") + " --type Q4_K_M --format gptq",
+        "quantize -m " + model + " -o " + dir.file("x.gguf") + " --bits 3",
+        "quantize -m " + model + " -o " + dir.file("x.gguf") + " --format gptq",
+        "prune -m " + model + " -o " + dir.file("x") + " --method sparsegpt",
+        "prune -m " + model + " -o " + dir.file("x") + " --method magnitude --bits 4",
+        "lowrank -m " + model + " -o " + dir.file("x") + " --method svd"}) {
+    const auto r = run_llmpress(args + " --no-progress");
+    EXPECT_EQ(r.exit_code, 1) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << args << "\n" << r.err;
+    EXPECT_FALSE(fs::exists(dir.file("x")) || fs::exists(dir.file("x.gguf"))) << args;
+  }
+}
+
+TEST(CliPipeline, LowrankAndPruneFollowTheOutputName) {
+  LLMPRESS_REQUIRE_SHARED(kGutenberg);
+  const std::string model = test::shared_path(kGutenberg);
+  test::TempDir dir;
+  auto r = run_llmpress("lowrank -m " + model + " -o " + dir.file("svd.gguf") + " --method svd --ratio 0.8 --no-progress");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NO_THROW(read_gguf(dir.file("svd.gguf")));
+  EXPECT_NE(r.out.find("factorized linears multiplied back"), std::string::npos) << r.out;
+  r = run_llmpress("prune -m " + model + " -o " + dir.file("p.gguf") + " --sparsity 0.5 --type Q8_0 --no-progress");
+  ASSERT_EQ(r.exit_code, 0) << r.err;  // magnitude: the default without calibration text
+  EXPECT_NE(r.out.find("sparsity: 50.00%"), std::string::npos) << r.out;
+  EXPECT_NO_THROW(read_gguf(dir.file("p.gguf")));
+}
+
+TEST(CliPipeline, SavedRecipeRerunsToTheSameBytes) {
+  LLMPRESS_REQUIRE_SHARED(kGutenberg);
+  const std::string model = test::shared_path(kGutenberg);
+  const std::string calib = test::shared_path("data/gutenberg-dev-calib.txt");
+  test::TempDir dir;
+  const std::string out = dir.file("g.gguf");
+  auto r = run_llmpress("quantize -m " + model + " -o " + out + " --type Q3_K_M --calib " + calib +
+                        " --nsamples 4 --seqlen 64 --save-recipe " + dir.file("r.yaml") + " --no-progress");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  fs::rename(out, dir.file("first.gguf"));
+  r = run_llmpress("run " + dir.file("r.yaml") + " --no-progress");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::slurp(out), test::slurp(dir.file("first.gguf")));
+  EXPECT_NE(test::slurp(dir.file("r.yaml")).find("method: gptq"), std::string::npos);
+}
+
+TEST(CliPipeline, BadRecipesNameTheirLineAndWriteNothing) {
+  LLMPRESS_REQUIRE_SHARED(kGutenberg);
+  test::TempDir dir;
+  const std::string recipe = dir.file("bad.yaml");
+  std::ofstream(recipe) << "model: " << test::shared_path(kGutenberg) << "\noutput: " << dir.file("o.gguf")
+                        << "\nstages:\n  - method: rtn\n    bits: 3\n  - method: wanda\n";
+  const auto r = run_llmpress("run " + recipe + " --no-progress");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("error: " + recipe + ":6: "), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("o.gguf")));
+}
+
+// A two-stage job killed (kill -9 at the crash test point) after 2 layers of its second stage,
+// then resumed: stage 1 is not redone and the output equals an uninterrupted run's.
+TEST(CliPipeline, KilledInStageTwoResumesThereWithTheSameOutput) {
+  LLMPRESS_REQUIRE_SHARED(kStories);
+  LLMPRESS_REQUIRE_SHARED("data/tinystories-calib.txt");
+  test::TempDir dir;
+  const std::string recipe = dir.file("r.yaml");
+  std::ofstream(recipe) << "model: " << test::shared_path(kStories) << "\ncalibration: {file: "
+                        << test::shared_path("data/tinystories-calib.txt") << ", nsamples: 8, seqlen: 64}\n"
+                        << "stages:\n  - method: sparsegpt\n    pattern: '2:4'\n  - method: gptq\n    bits: 4\n"
+                        << "    group: 32\noutput: " << dir.file("out") << "\n";
+  auto whole = run_llmpress("run " + recipe + " -o " + dir.file("whole") + " --no-progress");
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+
+  const std::string work = " --work-dir " + dir.file("work") + " --no-progress";
+  ::setenv("LLMPRESS_TEST_KILL_AFTER_LAYERS", "7", 1);  // stories260K has 5 layers: 2 into stage 2
+  const auto killed = run_llmpress("run " + recipe + work);
+  ::unsetenv("LLMPRESS_TEST_KILL_AFTER_LAYERS");
+  ASSERT_EQ(killed.exit_code, 137) << killed.err;
+  EXPECT_FALSE(fs::exists(dir.file("out")));
+  const auto resumed = run_llmpress("run " + recipe + work + " --resume");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming after 5 finished layers"), std::string::npos) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming after 2 finished layers"), std::string::npos) << resumed.err;
+  EXPECT_EQ(test::slurp(dir.file("out/model.safetensors")), test::slurp(dir.file("whole/model.safetensors")));
+}
+
+}  // namespace
+}  // namespace llmpress
