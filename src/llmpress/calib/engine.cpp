@@ -86,17 +86,18 @@ struct LayerRunner {
   int64_t batch_samples;
 
   // The layer applied to every sample, in batches of whole samples (positions start at 0 in each).
-  at::Tensor run(const DecoderLayer& layer, const at::Tensor& hidden) const {
-    at::Tensor outputs = at::empty_like(hidden);
+  // With `replace`, each batch's outputs overwrite its inputs (a sample's output depends on that
+  // sample only), so the activations of all samples are held once, not twice.
+  void run(const DecoderLayer& layer, at::Tensor& hidden, bool replace) const {
     for (int64_t s = 0; s < hidden.size(0); s += batch_samples) {
       const int64_t n = std::min(batch_samples, hidden.size(0) - s);
-      outputs.narrow(0, s, n).copy_(layer.forward(hidden.narrow(0, s, n), shell.config, shell.rope, 0));
+      const at::Tensor out = layer.forward(hidden.narrow(0, s, n), shell.config, shell.rope, 0);
+      if (replace) hidden.narrow(0, s, n).copy_(out);
     }
-    return outputs;
   }
 
   // Statistics of the input of each group (keyed by the group's first linear), from one pass.
-  std::map<std::string, InputStats> capture(DecoderLayer& layer, const at::Tensor& hidden,
+  std::map<std::string, InputStats> capture(DecoderLayer& layer, at::Tensor& hidden,
                                             const std::vector<std::vector<std::string>>& groups,
                                             const StatsRequest& request) const {
     std::map<std::string, std::vector<std::unique_ptr<Observer>>> observers;
@@ -109,7 +110,7 @@ struct LayerRunner {
     }
     try {
       // The last group's output is not needed, but the pass is cheap next to the statistics.
-      run(layer, hidden);
+      run(layer, hidden, /*replace=*/false);
     } catch (...) {
       for (auto& [name, weight] : originals) layer.linear(name).weight = weight;
       throw;
@@ -217,11 +218,10 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
       for (const auto& group : linear_groups()) compress_group(group, stats.at(group.front()));
     }
 
-    at::Tensor outputs = runner.run(layer, hidden);
-    if (!all_finite(outputs))
+    runner.run(layer, hidden, /*replace=*/true);
+    if (!all_finite(hidden))
       throw Error("layer " + std::to_string(i) + " (" + prefix + "*): outputs contain NaN or Inf after " +
                   compressor.describe() + "; the job stops here");
-    hidden = outputs;
 
     if (!options.work_dir.empty()) {
       save_layer_file(engine_layer_file(options.work_dir, i), layer);

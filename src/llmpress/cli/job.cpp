@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <map>
+#include <set>
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
@@ -139,38 +140,50 @@ void print_report(const PipelineReport& report, bool verbose) {
 
   const OutputSummary& out = report.output;
   std::map<std::string, int> kinds;
-  int64_t dense_params = 0, stored_params = 0, bits = 0, zeros = 0, groups = 0, compliant = 0, factorized = 0;
-  int64_t nm_n = 0, nm_m = 0;
-  bool pruned = false;
+  int64_t dense_params = 0, stored_params = 0, bits = 0, zeros = 0, factorized = 0;
+  int64_t pruned_zeros = 0, pruned_total = 0, groups = 0, compliant = 0;
+  std::set<std::string> patterns;
   for (const LinearSummary& s : out.linears) {
-    pruned = pruned || s.kind == "sparse";
     kinds[s.kind + (s.detail.empty() ? "" : " " + s.detail)]++;
     dense_params += s.out * s.in;
     stored_params += s.parameters;
     bits += s.storage_bits;
     zeros += s.zeros;
+    if (s.kind == "sparse") {
+      pruned_zeros += s.zeros;
+      pruned_total += s.out * s.in;
+    }
     groups += s.groups;
     compliant += s.compliant_groups;
+    if (s.m > 0) patterns.insert(std::to_string(s.n) + ":" + std::to_string(s.m));
     if (s.rank > 0 || s.kind == "tucker" || s.kind == "cp") ++factorized;
-    if (s.m > 0) nm_n = s.n, nm_m = s.m;
   }
   std::string kind_list;
   for (const auto& [kind, count] : kinds) kind_list += (kind_list.empty() ? "" : ", ") + std::to_string(count) + " " + kind;
   std::printf("decoder linear layers: %zu (%s)\n", out.linears.size(), kind_list.c_str());
-  if (pruned)
-    std::printf("sparsity: %.2f%% of decoder linear weights are zero\n", 100.0 * double(zeros) / double(dense_params));
+  if (pruned_total > 0) {
+    std::printf("pruned linear layers: %lld of %lld weights zero (%.2f%%)\n", (long long)pruned_zeros,
+                (long long)pruned_total, 100.0 * double(pruned_zeros) / double(pruned_total));
+    std::printf("all decoder linear layers: %.2f%% zero\n", 100.0 * double(zeros) / double(dense_params));
+  }
   if (groups > 0)
-    std::printf("%lld:%lld compliance: %lld of %lld groups (%s)\n", (long long)nm_n, (long long)nm_m,
-                (long long)compliant, (long long)groups, compliant == groups ? "all" : "NOT all");
+    std::printf("%s compliance of pruned layers: %lld of %lld groups (%s)\n",
+                patterns.size() == 1 ? patterns.begin()->c_str() : "N:M", (long long)compliant, (long long)groups,
+                compliant == groups ? "all" : "NOT all");
   if (factorized > 0)
     std::printf("factorized linear layers: %lld of %zu; linear parameters %lld -> %lld (ratio %.4f)\n",
                 (long long)factorized, out.linears.size(), (long long)dense_params, (long long)stored_params,
                 double(stored_params) / double(dense_params));
   std::printf("linear weights as stored: %.3f bits/weight (%.2f MiB)\n",
               dense_params > 0 ? double(bits) / double(dense_params) : 0.0, mib(double(bits) / 8));
-  std::printf("model: %lld -> %lld parameters; %.2f MiB at 16 bits -> %.2f MiB written (%.2f bits/parameter)\n",
-              (long long)report.parameters_before, (long long)out.parameters, mib(double(report.parameters_before) * 2),
-              mib(double(out.bytes)), double(out.bytes) * 8 / double(report.parameters_before));
+  const double removed = 100.0 * double(report.parameters_before - out.parameters) / double(report.parameters_before);
+  std::printf("model parameters: %lld -> %lld (%.2f%% removed)\n", (long long)report.parameters_before,
+              (long long)out.parameters, removed);
+  // As stored: linear weights at their packed size (what a packed format holds), the rest at 16 bits.
+  const double stored = double(bits) / 8 + double(out.parameters - stored_params) * 2;
+  std::printf("model size: %.3f MiB at 16 bits -> %.3f MiB as stored, %.3f MiB written (%.2f bits/parameter on disk)\n",
+              mib(double(report.parameters_before) * 2), mib(stored), mib(double(out.bytes)),
+              double(out.bytes) * 8 / double(report.parameters_before));
   for (const std::string& note : out.notes) std::printf("note: %s\n", note.c_str());
   std::printf("time: %.1f s\n", report.seconds);
   std::printf("wrote %s (%s)\n", out.path.c_str(), out.description.c_str());

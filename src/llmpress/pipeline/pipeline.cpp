@@ -239,7 +239,8 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
       RoutingCompressor compressor(method.compressor(stage_options, context), stage.targets, stage.ignore);
       stage_report.description = compressor.describe();
       log_info("with " + compressor.describe());
-      const Transformer shell = source->load_shell(options.device);
+      Transformer shell = source->load_shell(options.device);
+      shell.lm_head = Linear{};  // the engine reads the embeddings only; the head is not held during the stage
       EngineOptions engine;
       engine.device = options.device;
       engine.batch_samples = options.batch_samples;
@@ -267,6 +268,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
   // llama.cpp's imatrix entry for output.weight (the head's inputs), when the blocks were calibrated.
   if (output.format == "gguf" && final_state.ggml && final_hidden.defined() && tokens.size(0) > 0)
     sink.head_importance = head_importance(origin.load("model.norm.weight"), origin.config.rms_norm_eps, final_hidden);
+  final_hidden = at::Tensor();  // not held while the output is written
   Recipe provenance = recipe;
   provenance.output = output;
   sink.recipe_yaml = recipe_to_yaml(provenance);
