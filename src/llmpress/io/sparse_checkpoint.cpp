@@ -43,7 +43,7 @@ void attach_sparse_linears(Checkpoint& ck, const std::string& config_path) {
     throw file_error(config_path, std::string("is not valid JSON: ") + e.what());
   }
   if (!config.is_object()) return;
-  // compressed-tensors writes quantization_config; releases before 0.5 wrote compression_config.
+  // compressed-tensors writes quantization_config; older releases wrote compression_config.
   const char* key = config.contains("quantization_config") ? "quantization_config" : "compression_config";
   if (!config.contains(key)) return;
   const nlohmann::json& q = config[key];
