@@ -63,7 +63,7 @@ TEST(SafetensorsWriter, LayoutFollowsTheReferenceSerializer) {
   ASSERT_EQ(back.tensors.size(), 5u);
   EXPECT_EQ(back.metadata.at("format"), "pt");
 
-  EXPECT_THROW(write_safetensors(dir.file("bad.safetensors"), {{"i", at::ones({2}, at::kLong)}}), Error);
+  EXPECT_THROW(write_safetensors(dir.file("bad.safetensors"), {{"i", at::ones({2}, at::kShort)}}), Error);
   EXPECT_FALSE(fs::exists(dir.file("bad.safetensors")));
 }
 
@@ -107,6 +107,42 @@ TEST(SafetensorsWriter, HfCheckpointRoundTripSingleAndSharded) {
   write_hf_checkpoint(dir.file("single"), checkpoint.config, tensors, {});
   EXPECT_FALSE(fs::exists(dir.file("single/tokenizer.model")));
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()), 2);
+}
+
+// I64 and U8 (compressed-tensors' shapes, row offsets and bitmasks): placed where safetensors' dtype
+// order puts them (I64 before F32, U8 after F16) and read back bit for bit.
+TEST(SafetensorsWriter, IntegerDtypes) {
+  test::TempDir dir;
+  const at::Tensor longs = at::tensor(std::vector<int64_t>{3, -1, int64_t(1) << 50});
+  const at::Tensor bytes = at::tensor(std::vector<uint8_t>{0x01, 0x80, 0xff, 0x00}).reshape({2, 2});
+  write_safetensors(dir.file("m.safetensors"),
+                    {{"m.bitmask", bytes}, {"m.half", at::ones({1}, at::kHalf)}, {"m.float", at::ones({1})},
+                     {"m.shape", longs}});
+  const std::string file = slurp(dir.file("m.safetensors"));
+  uint64_t n = 0;
+  std::memcpy(&n, file.data(), 8);
+  const nlohmann::json j = nlohmann::json::parse(file.substr(8, n));
+  EXPECT_EQ(j["m.shape"]["dtype"], "I64");
+  EXPECT_EQ(j["m.shape"]["data_offsets"], (nlohmann::json{0, 24}));
+  EXPECT_EQ(j["m.float"]["data_offsets"], (nlohmann::json{24, 28}));
+  EXPECT_EQ(j["m.half"]["data_offsets"], (nlohmann::json{28, 30}));
+  EXPECT_EQ(j["m.bitmask"]["dtype"], "U8");
+  EXPECT_EQ(j["m.bitmask"]["shape"], (nlohmann::json{2, 2}));
+  EXPECT_EQ(j["m.bitmask"]["data_offsets"], (nlohmann::json{30, 34}));
+
+  const SafetensorsFile back = read_safetensors(dir.file("m.safetensors"));
+  ASSERT_EQ(back.tensors.size(), 4u);
+  for (const RawTensor& t : back.tensors) {
+    if (t.name == "m.shape") {
+      EXPECT_EQ(t.type, TensorType::I64);
+      ASSERT_EQ(t.nbytes, 24u);
+      EXPECT_EQ(std::memcmp(t.data, longs.data_ptr(), 24), 0);
+    } else if (t.name == "m.bitmask") {
+      EXPECT_EQ(t.type, TensorType::U8);
+      ASSERT_EQ(t.nbytes, 4u);
+      EXPECT_EQ(std::memcmp(t.data, bytes.data_ptr(), 4), 0);
+    }
+  }
 }
 
 }  // namespace

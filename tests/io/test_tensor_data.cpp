@@ -101,3 +101,21 @@ TEST(MappedFile, OpenRequireAndErrors) {
   EXPECT_THROW(MappedFile::open(dir.file("missing")), Error);
   EXPECT_THROW(MappedFile::open(dir.path()), Error);  // a directory
 }
+
+// compressed-tensors stores shapes and row offsets as I64 and bitmasks as U8.
+TEST(TensorData, IntegerTypesForCompressedTensors) {
+  EXPECT_EQ(tensor_type_info(27u)->block_bytes, 8);  // ggml's I64 id
+  EXPECT_EQ(tensor_type_name(TensorType::I64), "I64");
+  EXPECT_EQ(tensor_type_info(TensorType::U8).block_bytes, 1);
+  EXPECT_EQ(tensor_type_name(TensorType::U8), "U8");
+  EXPECT_EQ(tensor_type_info(uint32_t(TensorType::U8)), nullptr);  // no ggml type: a GGUF file cannot claim it
+  EXPECT_EQ(tensor_bytes(TensorType::I64, 3), 24u);
+  EXPECT_EQ(tensor_bytes(TensorType::U8, 3), 3u);
+  const std::vector<int64_t> longs = {0, -7, int64_t(1) << 40};
+  std::vector<float> out(3);
+  decode_to_f32(TensorType::I64, reinterpret_cast<const uint8_t*>(longs.data()), 3, out.data());
+  EXPECT_EQ(out, (std::vector<float>{0.0f, -7.0f, 1099511627776.0f}));
+  const std::vector<uint8_t> bytes = {0, 0x80, 0xff};
+  decode_to_f32(TensorType::U8, bytes.data(), 3, out.data());
+  EXPECT_EQ(out, (std::vector<float>{0.0f, 128.0f, 255.0f}));
+}

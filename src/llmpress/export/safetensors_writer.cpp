@@ -29,9 +29,11 @@ DtypeInfo dtype_info(at::ScalarType type, const std::string& tensor_name) {
     case at::kBFloat16: return {"BF16", 12};
     case at::kHalf: return {"F16", 11};
     case at::kInt: return {"I32", 13};
+    case at::kLong: return {"I64", 18};
+    case at::kByte: return {"U8", 4};
     default:
       throw Error("safetensors export: tensor " + tensor_name + " has dtype " + std::string(c10::toString(type)) +
-                  "; only float32, float16, bfloat16 and int32 are written");
+                  "; only float32, float16, bfloat16, int32, int64 and uint8 are written");
   }
 }
 

@@ -15,7 +15,7 @@
 
 namespace llmpress {
 
-// One .safetensors file (atomic). F32/F16/BF16 tensors, stored in their own dtype; other dtypes
+// One .safetensors file (atomic). F32/F16/BF16/I32/I64/U8 tensors, stored in their own dtype; other dtypes
 // are refused. Data sorted by dtype (wider first) then name; header padded with spaces to a
 // multiple of 8; __metadata__ = {"format": "pt"}.
 void write_safetensors(const std::string& path, const std::vector<NamedTensor>& tensors);

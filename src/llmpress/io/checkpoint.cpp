@@ -74,6 +74,7 @@ Checkpoint open_huggingface(const fs::path& path, const OpenOptions& options) {
     for (const auto& [k, v] : st.metadata) ck.metadata["safetensors." + k] = v;
   }
   attach_gptq_linears(ck, config.string());
+  attach_sparse_linears(ck, config.string());
   if (!options.tokenizer.empty()) {
     ck.tokenizer_file = options.tokenizer;
   } else if (fs::is_regular_file(dir / "tokenizer.model")) {
@@ -122,6 +123,14 @@ at::Tensor Checkpoint::load(const std::string& name, const at::Device& device) c
   const RawTensor& raw = tensor(name);
   const auto gptq = gptq_linears.find(name);
   if (gptq != gptq_linears.end()) return dequantize_gptq(gptq->second).to(device);
+  const auto sparse = sparse_linears.find(name);
+  if (sparse != sparse_linears.end()) {
+    const SparseCompressedLinear& l = sparse->second;
+    at::Tensor dense = decompress_sparse(l);
+    for (const RawTensor* part : {&l.compressed, &l.bitmask, &l.row_offsets})
+      if (part->mapping) part->mapping->release(uint64_t(part->data - part->mapping->data()), part->nbytes);
+    return device == at::Device(at::kCPU) ? dense : dense.to(device);
+  }
   const int64_t numel = raw.numel();
   if (tensor_bytes(raw.type, uint64_t(numel)) != raw.nbytes) {
     throw file_error(raw.file, "tensor " + name + " has " + std::to_string(raw.nbytes) + " bytes, which does not match its shape");

@@ -8,6 +8,7 @@
 
 #include "llmpress/io/gptq_checkpoint.h"
 #include "llmpress/io/model_config.h"
+#include "llmpress/io/sparse_checkpoint.h"
 #include "llmpress/io/tensor_data.h"
 #include "llmpress/io/vocab.h"
 
@@ -31,6 +32,9 @@ class Checkpoint {
   std::map<std::string, std::string> metadata;  // informational key/values for `info`
   // GPTQ-packed linear layers by weight name; their `tensors` entries have no data of their own.
   std::map<std::string, GptqPackedLinear> gptq_linears;
+  // compressed-tensors sparse layers by weight name; their `tensors` entries have no data of their
+  // own (type: the stored values' dtype, nbytes: all their compressed tensors' bytes).
+  std::map<std::string, SparseCompressedLinear> sparse_linears;
 
   bool has(const std::string& name) const { return tensors.count(name) != 0; }
   // Throws "PATH: missing tensor NAME" when absent.

@@ -44,8 +44,11 @@ void attach_gptq_linears(Checkpoint& ck, const std::string& config_path) {
   const nlohmann::json& q = config["quantization_config"];
   if (!q.is_object()) throw file_error(config_path, "quantization_config is not an object");
   const std::string method = q.value("quant_method", std::string());
+  if (method == "compressed-tensors") return;  // attach_sparse_linears reads those
   if (method != "gptq") {
-    if (!method.empty()) throw file_error(config_path, "quantization method '" + method + "' is not supported (gptq)");
+    if (!method.empty())
+      throw file_error(config_path,
+                       "quantization method '" + method + "' is not supported (gptq, compressed-tensors)");
     return;
   }
   const auto number = [&](const char* key, int64_t fallback) {

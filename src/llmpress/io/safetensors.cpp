@@ -33,9 +33,11 @@ TensorType parse_dtype(const std::string& dtype, const std::string& path, const 
   if (dtype == "F16") return TensorType::F16;
   if (dtype == "BF16") return TensorType::BF16;
   if (dtype == "I32") return TensorType::I32;
+  if (dtype == "I64") return TensorType::I64;
+  if (dtype == "U8") return TensorType::U8;
   if (is_known_dtype(dtype)) {
     throw file_error(path, "tensor " + name + " has dtype " + dtype +
-                               ", which llmpress does not read (F32, F16 and BF16 only)");
+                               ", which llmpress does not read (F32, F16, BF16, I32, I64 and U8 only)");
   }
   throw file_error(path, "tensor " + name + " has unknown dtype \"" + dtype + "\"");
 }

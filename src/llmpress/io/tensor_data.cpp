@@ -17,6 +17,8 @@ const TensorTypeInfo kF32{"F32", 1, 4};
 const TensorTypeInfo kF16{"F16", 1, 2};
 const TensorTypeInfo kBF16{"BF16", 1, 2};
 const TensorTypeInfo kI32{"I32", 1, 4};
+const TensorTypeInfo kI64{"I64", 1, 8};
+const TensorTypeInfo kU8{"U8", 1, 1};
 const TensorTypeInfo kQ4_0{"Q4_0", kQBlock, 18};
 const TensorTypeInfo kQ8_0{"Q8_0", kQBlock, 34};
 const TensorTypeInfo kQ4_1{"Q4_1", kQBlock, 20};
@@ -38,6 +40,7 @@ const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id) {
     case uint32_t(TensorType::F16): return &kF16;
     case uint32_t(TensorType::BF16): return &kBF16;
     case uint32_t(TensorType::I32): return &kI32;
+    case uint32_t(TensorType::I64): return &kI64;
     case uint32_t(TensorType::Q4_0): return &kQ4_0;
     case uint32_t(TensorType::Q8_0): return &kQ8_0;
     case uint32_t(TensorType::Q4_1): return &kQ4_1;
@@ -53,6 +56,7 @@ const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id) {
 }
 
 const TensorTypeInfo& tensor_type_info(TensorType type) {
+  if (type == TensorType::U8) return kU8;
   const TensorTypeInfo* info = tensor_type_info(uint32_t(type));
   if (!info) throw Error("internal: unknown tensor type id " + std::to_string(uint32_t(type)));
   return *info;
@@ -117,6 +121,16 @@ void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* ds
         std::memcpy(&v, src + 4 * i, 4);
         dst[i] = float(v);
       }
+      return;
+    case TensorType::I64:
+      for (int64_t i = 0; i < count; ++i) {
+        int64_t v;
+        std::memcpy(&v, src + 8 * i, 8);
+        dst[i] = float(v);
+      }
+      return;
+    case TensorType::U8:
+      for (int64_t i = 0; i < count; ++i) dst[i] = float(src[i]);
       return;
     case TensorType::Q8_0: {
       if (count % kQBlock != 0) throw Error("Q8_0 data of " + std::to_string(count) + " elements is not whole blocks");

@@ -26,7 +26,9 @@ enum class TensorType : uint32_t {
   Q5_K = 13,
   Q6_K = 14,
   I32 = 26,  // integer tensors (GPTQ's packed codes); decoded to float by value
+  I64 = 27,  // compressed-tensors' shapes and row offsets; decoded to float by value
   BF16 = 30,
+  U8 = 256,  // not a ggml type (safetensors only: compressed-tensors' bitmasks); never accepted from GGUF
 };
 
 struct TensorTypeInfo {
@@ -35,7 +37,7 @@ struct TensorTypeInfo {
   int64_t block_bytes;     // bytes per block
 };
 
-// nullptr for a type id we do not support.
+// nullptr for a ggml type id we do not support (U8 is no ggml type, so 256 gives nullptr too).
 const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id);
 const TensorTypeInfo& tensor_type_info(TensorType type);
 std::string tensor_type_name(TensorType type);
