@@ -2,6 +2,8 @@
 // back from the files it wrote.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "llmpress/core/error.h"
 #include "llmpress/lowrank/low_rank_weight.h"
 #include "llmpress/model/sparse_weight.h"
@@ -147,6 +149,35 @@ TEST(Compositions, CpIsAMethodOfItsOwnFileRunAndExportedDense) {
   for (const auto& [name, weight] : written_linears(dir.file("cp"))) EXPECT_EQ(weight->kind(), "dense") << name;
   const double ppl = test::eval_perplexity(dir.file("cp"), 4);
   EXPECT_TRUE(std::isfinite(ppl));
+}
+
+}  // namespace
+}  // namespace llmpress
+
+namespace llmpress {
+namespace {
+
+TEST(Compositions, PrunedModelsAsCompressedTensorsFoldersReadBackExactly) {
+  LLMPRESS_REQUIRE_GUTENBERG();
+  test::TempDir dir;
+  for (const auto& [options, format] : {std::pair{nlohmann::json{{"pattern", "2:4"}}, "sparse-24-bitmask"},
+                                        std::pair{nlohmann::json{{"sparsity", 0.6}}, "sparse-bitmask"}}) {
+    Recipe recipe = test::gutenberg_recipe(dir.file(std::string("dense-") + format));
+    recipe.calibration = {};
+    recipe.stages = {test::stage("magnitude", options)};
+    test::run_quietly(recipe);
+    recipe.output.path = dir.file(format);
+    recipe.output.format = "sparse";
+    const PipelineReport report = test::run_quietly(recipe);
+    EXPECT_NE(report.output.description.find(format), std::string::npos) << report.output.description;
+    const auto dense = written_linears(dir.file(std::string("dense-") + format));
+    const auto sparse = written_linears(dir.file(format));
+    ASSERT_EQ(dense.size(), sparse.size());
+    for (size_t i = 0; i < dense.size(); ++i)
+      EXPECT_TRUE(at::equal(dense[i].second->dense(), sparse[i].second->dense())) << dense[i].first;
+    EXPECT_LT(report.output.bytes, 0.65 * double(std::filesystem::file_size(
+                                              dir.file(std::string("dense-") + format + "/model.safetensors"))));
+  }
 }
 
 }  // namespace

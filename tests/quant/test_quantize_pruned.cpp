@@ -43,9 +43,13 @@ TEST(QuantizePruned, GptqOntoAGridKeepsEveryZeroAndBeatsRtn) {
     const at::Tensor q = gptq_quantize(p.weight, p.hessian, options, "w", p.removed).weight->dense();
     EXPECT_TRUE((q.masked_select(p.removed) == 0).all().item<bool>()) << act_order;
     EXPECT_EQ(detect_nm_pattern(q), "2:4");
-    // Without the mask GPTQ's updates fill the zeros in.
-    const at::Tensor unmasked = gptq_quantize(p.weight, p.hessian, options, "w").weight->dense();
+    // Without the mask GPTQ's updates fill the zeros in (visible on a fine grid).
+    GptqOptions fine = options;
+    fine.grid.bits = 8;
+    const at::Tensor unmasked = gptq_quantize(p.weight, p.hessian, fine, "w").weight->dense();
     EXPECT_FALSE((unmasked.masked_select(p.removed) == 0).all().item<bool>());
+    const at::Tensor masked = gptq_quantize(p.weight, p.hessian, fine, "w", p.removed).weight->dense();
+    EXPECT_TRUE((masked.masked_select(p.removed) == 0).all().item<bool>());
     EXPECT_LT(output_error(p.weight, q, p.hessian), output_error(p.weight, rtn_quantize(p.weight, options.grid)->dense(),
                                                                   p.hessian));
   }

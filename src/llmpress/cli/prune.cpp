@@ -39,7 +39,9 @@ void register_prune(CLI::App& app) {
                   "magnitude, wanda, sparsegpt (unstructured or --pattern N:M), heads, channels, layers (structured); "
                   "default: sparsegpt with --calib, magnitude without");
   sub->add_option("--skip", command->skip, "REGEX of linear layers left dense (e.g. 'mlp\\.down_proj')");
-  sub->add_option("--format", command->format, "hf or gguf; default: from the output name (.gguf) and --type");
+  sub->add_option("--format", command->format,
+                  "hf (dense, zeros in place), sparse (compressed-tensors: sparse-24-bitmask when all is 2:4, else "
+                  "sparse-bitmask; or name one), gguf; default: from the output name (.gguf) and --type, else hf");
   sub->add_option("--type", command->type,
                   "element type: F32 (default), F16, BF16; or a GGUF type / mix (Q8_0, Q4_K_M, ...) for GGUF output");
   command->options.add(*sub, "prune");

@@ -112,12 +112,13 @@ void write_sparse_checkpoint(const std::string& dir, const ModelConfig& config, 
     if (!linears.count(name))
       throw Error(target + ": " + name + " is not a decoder linear weight (only those can be stored compressed)");
 
-  const std::map<std::string, at::Tensor> stored = check_export_tensors(config, tensors, target);
+  const std::map<std::string, NamedTensor> stored = check_export_tensors(config, tensors, target);
   HfCheckpointOptions hf;
   hf.dtype = options.dtype;
   hf.max_shard_bytes = options.max_shard_bytes;
   double zeros = 0, total = 0;
-  for (const auto& [name, tensor] : stored) {
+  for (const auto& [name, named] : stored) {
+    const at::Tensor tensor = named.data();
     const at::Tensor t = options.dtype && tensor.is_floating_point() ? tensor.to(*options.dtype) : tensor;
     zeros += double(t.eq(0).sum().item<int64_t>());
     total += double(t.numel());

@@ -12,6 +12,7 @@
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/export/gptq_checkpoint_writer.h"
 #include "llmpress/export/safetensors_writer.h"
+#include "llmpress/export/sparse_checkpoint_writer.h"
 #include "llmpress/export/tokenizer_files.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/lowrank/low_rank_weight.h"
@@ -333,6 +334,86 @@ void write_gptq(const SinkInput& input, OutputSummary& summary) {
                         spec->describe() + ")";
 }
 
+// ---- compressed-tensors sparse folders -------------------------------------------------------------
+
+void write_sparse(const SinkInput& input, OutputSummary& summary) {
+  const ModelConfig& config = input.model.config();
+  const std::string& type = input.output.type;
+  const at::ScalarType dtype = type == "F16" ? at::kHalf : type == "BF16" ? at::kBFloat16 : at::kFloat;
+  // One pass for what the header needs before any data: which layers are pruned, how many values
+  // each keeps (in the output dtype), and whether all of them are 2:4.
+  std::map<std::string, int64_t> kept;
+  bool all_24 = true;
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    const DecoderLayer layer = input.model.load_layer(i, at::kCPU);
+    for (const std::string& name : DecoderLayer::linear_names()) {
+      const LinearWeight& w = *layer.linear(name).weight;
+      if (!w.pruning_mask().removed.defined()) continue;
+      const at::Tensor values = w.dense().to(dtype);
+      const int64_t nonzero = (values != 0).sum().item<int64_t>();
+      kept[layer_prefix(i) + name] = nonzero;
+      zeros += values.numel() - nonzero;
+      const PruningMask mask = w.pruning_mask();
+      all_24 = all_24 && mask.n == 2 && mask.m == 4 && measure_sparsity(values, 2, 4).compliant();
+    }
+  }
+  if (kept.empty())
+    throw Error("sparse export to " + input.output.path + ": no decoder linear layer is pruned; write hf instead");
+  SparseFormat format = input.output.format == "sparse-24-bitmask" ? SparseFormat::Bitmask24
+                        : input.output.format == "sparse-bitmask"  ? SparseFormat::Bitmask
+                        : all_24                                   ? SparseFormat::Bitmask24
+                                                                   : SparseFormat::Bitmask;
+  if (format == SparseFormat::Bitmask24 && !all_24)
+    throw Error("sparse-24-bitmask export to " + input.output.path + ": not every pruned layer is 2:4; use sparse-bitmask");
+
+  HfCheckpointOptions options;
+  options.dtype = dtype;
+  std::vector<std::string> dense_linears;
+  auto cache = std::make_shared<LayerCache>(input.model);
+  std::vector<NamedTensor> tensors = model_tensors(input, cache, [&](int64_t i, const std::string& name,
+                                                                    const LinearWeight& weight,
+                                                                    std::vector<NamedTensor>& out) {
+    const std::string module = layer_prefix(i) + name;
+    const int64_t rows = weight.out_features(), cols = weight.in_features();
+    if (!kept.count(module)) {
+      dense_linears.push_back(module);
+      out.push_back(lazy_dense(cache, i, name, weight));
+      return;
+    }
+    out.push_back(NamedTensor::lazy(module + ".weight", {rows, cols}, at::kFloat, nullptr));
+    const auto part = [cache, i, name, module, format, dtype](const std::string& suffix) {
+      return [cache, i, name, module, format, dtype, suffix] {
+        for (const NamedTensor& t : sparse_compressed_tensors(module, cache->weight(i, name).dense().to(dtype), format))
+          if (t.name == module + suffix) return t.tensor;
+        throw Error("sparse packing made no " + module + suffix);
+      };
+    };
+    const int64_t mask_bytes = (cols + 7) / 8;
+    std::vector<NamedTensor>& parts = options.replacements[module + ".weight"];
+    if (format == SparseFormat::Bitmask) {
+      parts = {NamedTensor::lazy(module + ".shape", {2}, at::kLong, part(".shape")),
+               NamedTensor::lazy(module + ".compressed", {kept.at(module)}, dtype, part(".compressed")),
+               NamedTensor::lazy(module + ".bitmask", {rows, mask_bytes}, at::kByte, part(".bitmask")),
+               NamedTensor::lazy(module + ".row_offsets", {rows}, at::kLong, part(".row_offsets"))};
+    } else {
+      parts = {NamedTensor::lazy(module + ".shape", {2, 1}, at::kLong, part(".shape")),
+               NamedTensor::lazy(module + ".compressed", {rows, cols / 2}, dtype, part(".compressed")),
+               NamedTensor::lazy(module + ".bitmask", {rows, mask_bytes}, at::kByte, part(".bitmask"))};
+    }
+  });
+  int64_t parameters = 0;
+  for (const NamedTensor& t : tensors) parameters += t.tensor.numel();
+  options.extra_config["quantization_config"] =
+      sparse_quantization_config(format, parameters > 0 ? double(zeros) / double(parameters) : 0.0, dense_linears);
+  options.extra_config["llmpress"] = provenance(input);
+  TokenizerFiles tokenizer_files;
+  collect_tokenizer_files(input.origin, tokenizer_files);
+  write_hf_checkpoint(input.output.path, config, tensors, tokenizer_files.files, options);
+  summary.description = std::string("compressed-tensors ") + sparse_format_name(format) + ", " +
+                        std::to_string(kept.size()) + " pruned linears compressed";
+}
+
 }  // namespace
 
 OutputSpec resolve_output(OutputSpec output, const std::string& fallback_format) {
@@ -352,9 +433,11 @@ OutputSpec resolve_output(OutputSpec output, const std::string& fallback_format)
     else output.format = fallback_format;
   }
   if (output.format == "dense") output.format = "hf";
-  const std::set<std::string> formats = {"gguf", "hf", "factorized", "gptq"};
+  const std::set<std::string> formats = {"gguf", "hf", "factorized", "gptq", "sparse", "sparse-bitmask",
+                                         "sparse-24-bitmask"};
   if (!formats.count(output.format))
-    throw fail("unknown output format '" + output.format + "' (gguf, hf, factorized, gptq)");
+    throw fail("unknown output format '" + output.format +
+               "' (gguf, hf, factorized, gptq, sparse: compressed-tensors sparse-bitmask or sparse-24-bitmask)");
   if (gguf_name && output.format != "gguf")
     throw fail("the output name " + output.path + " ends in .gguf but the format is " + output.format +
                "; name a folder for " + output.format + " output, or drop the format");
@@ -384,6 +467,7 @@ OutputSummary write_model(const SinkInput& input) {
   summary.format = input.output.format;
   if (input.output.format == "gguf") write_gguf(input, summary);
   else if (input.output.format == "gptq") write_gptq(input, summary);
+  else if (input.output.format.rfind("sparse", 0) == 0) write_sparse(input, summary);
   else write_hf(input, summary);
   summary.bytes = bytes_on_disk(input.output.path);
   summary.linears = summarize_linears(input.model);

@@ -6,6 +6,8 @@
 //   hf          Hugging Face folder, every linear dense (dequantized / multiplied out)
 //   factorized  Hugging Face folder, low-rank linears as NAME.weight_u / NAME.weight_v
 //   gptq        Hugging Face GPTQ checkpoint (qweight / qzeros / scales / g_idx)
+//   sparse      compressed-tensors sparse folder: pruned linears as values + bitmask
+//               (sparse-24-bitmask when every pruned layer is 2:4, else sparse-bitmask; or named)
 #include <nlohmann/json.hpp>
 
 #include <string>

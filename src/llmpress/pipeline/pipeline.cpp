@@ -88,8 +88,11 @@ ModelState check_stages(const Recipe& recipe, ModelState state, const ModelConfi
 }
 
 void check_output_holds(const OutputSpec& output, const ModelState& state, const Recipe& recipe) {
-  if (output.format != "gptq") return;
   const auto fail = [&](const std::string& problem) { return Error(output.where.describe() + ": " + problem); };
+  if (output.format.rfind("sparse", 0) == 0 && (!state.pruned || state.factorized))
+    throw fail("a compressed-tensors sparse folder stores pruned linear layers: prune first (magnitude, wanda, "
+               "sparsegpt), or write hf");
+  if (output.format != "gptq") return;
   if (!state.quantized || state.ggml || state.factorized)
     throw fail("a GPTQ checkpoint stores every decoder linear on an integer grid: the last stage must quantize onto "
                "one (rtn or gptq with bits/group, no type)");
