@@ -4,8 +4,10 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "cli/cli_test_util.h"
+#include "llamacpp_node.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/prune/sparsity_report.h"
 
@@ -22,15 +24,6 @@ double perplexity_of(const std::string& model, const std::string& text) {
   const size_t at = r.out.find("\"perplexity\":");
   if (at == std::string::npos) return -1;
   return std::stod(r.out.substr(at + 13));
-}
-
-std::string shell_output(const std::string& command) {
-  std::string out;
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(command.c_str(), "r"), pclose);
-  if (!pipe) return out;
-  char buf[4096];
-  while (size_t n = std::fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
-  return out;
 }
 
 const char* kModel = "models/stories260K/stories260K.bin";
@@ -150,10 +143,10 @@ TEST(CliPrune, StructuredMethodsWriteSmallerModels) {
   EXPECT_NE(odd.err.find("irregular"), std::string::npos) << odd.err;
 }
 
-// llama.cpp loads what prune writes and scores it as we do (LLMPRESS_LLAMACPP_BIN gated).
+// llama.cpp loads what prune writes and scores it as we do (LLMPRESS_LLAMACPP_BIN's llama-perplexity, or
+// node-llama-cpp's llama.cpp from scripts/setup.sh; skips without either).
 TEST(CliPrune, LlamaCppLoadsPrunedGgufFiles) {
-  const char* bin = std::getenv("LLMPRESS_LLAMACPP_BIN");
-  if (!bin || !*bin) GTEST_SKIP() << "set LLMPRESS_LLAMACPP_BIN to a folder with llama.cpp's llama-perplexity";
+  LLMPRESS_REQUIRE_LLAMACPP();
   LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m/model.safetensors");
   LLMPRESS_REQUIRE_SHARED("data/gutenberg-dev-calib.txt");
   const std::string model = test::shared_path("models/gutenberg-dev-llama-5m");
@@ -169,11 +162,9 @@ TEST(CliPrune, LlamaCppLoadsPrunedGgufFiles) {
     const RunResult ours = llmpress("perplexity -m " + out + " -f " + eval + " -c 256 --chunks 8 --llamacpp --json --no-progress");
     ASSERT_EQ(ours.exit_code, 0) << ours.err;
     const double our_ppl = std::stod(ours.out.substr(ours.out.find("\"perplexity\":") + 13));
-    const std::string theirs = shell_output(std::string(bin) + "/llama-perplexity -m " + out + " -f " + eval +
-                                                   " -c 256 -t 2 --chunks 8 2>&1");
-    const size_t at = theirs.find("Final estimate: PPL = ");
-    ASSERT_NE(at, std::string::npos) << args << ":\n" << theirs.substr(theirs.size() > 3000 ? theirs.size() - 3000 : 0);
-    const double llamacpp_ppl = std::stod(theirs.substr(at + 22));
+    const std::optional<double> theirs = test::llamacpp_perplexity(out, eval, 256, 8);
+    ASSERT_TRUE(theirs) << args;
+    const double llamacpp_ppl = *theirs;
     std::printf("  %s: llmpress %.4f, llama.cpp %.4f\n", args.c_str(), our_ppl, llamacpp_ppl);
     EXPECT_NEAR(our_ppl, llamacpp_ppl, 1e-3 * llamacpp_ppl) << args;
   }
