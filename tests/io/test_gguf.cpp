@@ -2,11 +2,16 @@
 
 #include <cmath>
 
+#include "export/export_test_util.h"
 #include "io_test_builders.h"
 #include "llmpress/core/error.h"
 #include "llmpress/core/half.h"
+#include "llmpress/export/gguf_writer.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/io/gguf.h"
+#include "llmpress/io/mapped_file.h"
+#include "llmpress/model/transformer.h"
+#include "quant/iquant_fixtures.h"
 #include "test_util.h"
 
 using namespace llmpress;
@@ -267,8 +272,9 @@ TEST(Gguf, MalformedTensorInfos) {
     out.resize(out.size() + data_bytes);
     return out;
   };
-  expect_gguf_error(one_tensor("t", {4}, 99, 0, 16), "unknown ggml type 99");
-  expect_gguf_error(one_tensor("t", {4}, 4, 0, 16), "unknown ggml type 4");  // removed Q4_2
+  expect_gguf_error(one_tensor("t", {4}, 99, 0, 16), "tensor t has unknown ggml type id 99");
+  expect_gguf_error(one_tensor("t", {4}, 4, 0, 16), "type Q4_2 (removed from ggml)");
+  expect_gguf_error(one_tensor("t", {32}, 36, 0, 64), "type IQ4_NL_4_4 (removed from ggml)");
   expect_gguf_error(one_tensor("t", {}, 0, 0, 16), "0 dimensions");
   expect_gguf_error(one_tensor("t", {1, 1, 1, 1, 1}, 0, 0, 16), "5 dimensions");
   expect_gguf_error(one_tensor("t", {16}, 8, 0, 64), "block size");
@@ -395,9 +401,136 @@ TEST(Gguf, QuantizedTensorsDecode) {
   expect_tensor_equals(ck, "model.layers.0.mlp.gate_proj.weight", gate, {32, 32});
   expect_tensor_equals(ck, "model.layers.0.mlp.up_proj.weight", up, {32, 32});
 
+  // IQ4_NL: Q4_0's layout with a non-uniform codebook (ggml's kvalues_iq4nl); d = 0.25 keeps it exact.
+  static const int kLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  Bytes iq4;
+  std::vector<float> iq4_values;
+  for (int64_t row = 0; row < 32; ++row) {
+    iq4.uint(f32_to_f16(0.25f), 2);
+    std::vector<float> block(32);
+    for (int j = 0; j < 16; ++j) {
+      const int lo = int(row * 5 + j) % 16, hi = int(row + 7 * j) % 16;
+      iq4.u8(uint8_t(lo | (hi << 4)));
+      block[size_t(j)] = 0.25f * float(kLevels[lo]);
+      block[size_t(j + 16)] = 0.25f * float(kLevels[hi]);
+    }
+    iq4_values.insert(iq4_values.end(), block.begin(), block.end());
+  }
   for (auto& t : g.tensors)
-    if (t.name == "blk.0.ffn_up.weight") { t.type = 20; t.data.assign(32 * 18, 0); }  // IQ4_NL
-  expect_gguf_error(g.build(), "cannot decode", /*convert=*/true);
+    if (t.name == "blk.0.ffn_up.weight") { t.type = 20; t.data = iq4.b; }
+  {
+    TempDir iq4_dir;
+    Checkpoint iq4_ck = open_checkpoint(write_gguf(iq4_dir, g.build()));
+    EXPECT_EQ(iq4_ck.tensor("model.layers.0.mlp.up_proj.weight").type, TensorType::IQ4_NL);
+    expect_tensor_equals(iq4_ck, "model.layers.0.mlp.up_proj.weight", iq4_values, {32, 32});
+  }
+
+  // Types ggml knows but llmpress cannot decode are refused by name, with what it does read.
+  for (auto& t : g.tensors)
+    if (t.name == "blk.0.ffn_up.weight") { t.type = 39; t.data.assign(32 * 17, 0); }  // MXFP4
+  expect_gguf_error(g.build(), "blk.0.ffn_up.weight has type MXFP4, which llmpress cannot decode", true);
+  expect_gguf_error(g.build(), "IQ4_XS", true);  // listed among the types it reads
+}
+
+// A model whose weights use every i-quant and ternary type (ggml-made blocks, one row tiled) loads with
+// ggml's values, runs, and re-encodes to a type llmpress writes; writing the i-quant types is refused.
+TEST(Gguf, EveryIquantTypeLoadsRunsAndReencodes) {
+  TinyLlama m;
+  m.vocab = 6; m.dim = 256; m.hidden = 256; m.layers = 2; m.heads = 2; m.kv_heads = 1;
+  m.build();
+  GgufBuilder g = tiny_gguf(m);
+  std::map<std::string, TensorType> chosen;  // HF name -> type
+  std::map<TensorType, std::vector<float>> row_values;
+  size_t next = 0;
+  for (auto& t : g.tensors) {
+    if (t.ne.size() != 2) continue;
+    const TensorType type = kReadOnlyGgmlTypes[next++ % std::size(kReadOnlyGgmlTypes)];
+    const IquantFixture f = read_iquant_fixture(type);
+    ASSERT_FALSE(f.file.empty());
+    ASSERT_EQ(uint64_t(f.per_case), t.ne[0]);  // one 256-element case per row
+    t.type = uint32_t(type);
+    t.data.clear();
+    for (uint64_t row = 0; row < t.ne[1]; ++row) t.data.insert(t.data.end(), f.bytes(1), f.bytes(1) + f.case_bytes);
+    row_values[type] = f.floats(1);  // a real weight row, quantized by ggml
+    for (const std::string& hf : m.order)
+      if (gguf_name(hf) == t.name) chosen[hf] = type;
+  }
+  ASSERT_EQ(row_values.size(), std::size(kReadOnlyGgmlTypes));
+  TempDir dir;
+  const Checkpoint ck = open_checkpoint(write_gguf(dir, g.build()));
+  for (const auto& [hf, type] : chosen) {
+    EXPECT_EQ(ck.tensor(hf).type, type) << hf;
+    const at::Tensor w = ck.load(hf);  // q/k rows are un-permuted, but every row is the same
+    std::vector<float> expected;
+    for (int64_t row = 0; row < w.size(0); ++row)
+      expected.insert(expected.end(), row_values[type].begin(), row_values[type].end());
+    expect_tensor_equals(ck, hf, expected, w.sizes().vec());
+  }
+  const Transformer model = Transformer::load(ck);
+  const at::Tensor logits = model.forward(at::tensor({1, 2, 3, 4}, at::kLong).unsqueeze(0));
+  EXPECT_TRUE(logits.isfinite().all().item<bool>());
+
+  const std::vector<NamedTensor> tensors = load_all(ck);
+  const std::string q8 = dir.file("q8.gguf");
+  write_gguf_model(q8, ck.config, tensors, *ck.vocab, TensorType::Q8_0);
+  const Checkpoint back = open_checkpoint(q8);
+  EXPECT_EQ(back.tensor("model.layers.0.self_attn.q_proj.weight").type, TensorType::Q8_0);
+  EXPECT_LT((back.load("lm_head.weight") - ck.load("lm_head.weight")).abs().max().item<float>(), 2e-3f);
+  try {
+    write_gguf_model(dir.file("iq.gguf"), ck.config, tensors, *ck.vocab, TensorType::IQ4_XS);
+    ADD_FAILURE() << "wrote an IQ4_XS GGUF";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot write IQ4_XS"), std::string::npos) << e.what();
+  }
+  try {
+    write_gguf_model_mix(dir.file("iq.gguf"), ck.config, tensors, *ck.vocab, "Q4_K_M", {"ffn_up=IQ2_S"});
+    ADD_FAILURE() << "wrote an IQ2_S tensor";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot write IQ2_S"), std::string::npos) << e.what();
+  }
+}
+
+// i-quant and ternary tensors with rows that are not whole blocks, or whose data is cut short, are
+// refused when the file is read (before any decoding).
+TEST(Gguf, OddSizedAndTruncatedIquantTensors) {
+  struct Case {
+    uint32_t type;
+    const char* name;
+    uint64_t block_elements, block_bytes;
+  };
+  const Case cases[] = {{19, "IQ1_S", 256, 50},   {29, "IQ1_M", 256, 56},  {16, "IQ2_XXS", 256, 66},
+                        {17, "IQ2_XS", 256, 74},  {22, "IQ2_S", 256, 82},  {18, "IQ3_XXS", 256, 98},
+                        {21, "IQ3_S", 256, 110},  {20, "IQ4_NL", 32, 18},  {23, "IQ4_XS", 256, 136},
+                        {34, "TQ1_0", 256, 54},   {35, "TQ2_0", 256, 66}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    {
+      GgufBuilder g;  // half a block per row
+      g.tensors.push_back({"w", {c.block_elements / 2, 2}, c.type, std::vector<uint8_t>(c.block_bytes)});
+      expect_gguf_error(g.build(), std::string("not a multiple of the ") + c.name + " block size " +
+                                       std::to_string(c.block_elements));
+    }
+    {
+      GgufBuilder g;  // 2 rows of 2 blocks, one byte missing
+      g.tensors.push_back({"w", {2 * c.block_elements, 2}, c.type, std::vector<uint8_t>(4 * c.block_bytes - 1)});
+      expect_gguf_error(g.build(), "truncated");
+    }
+    {
+      GgufBuilder g;  // the same tensor whole: it reads and decodes
+      g.tensors.push_back({"w", {2 * c.block_elements, 2}, c.type, std::vector<uint8_t>(4 * c.block_bytes)});
+      TempDir dir;
+      const GgufFile f = read_gguf(write_gguf(dir, g.build()));
+      ASSERT_EQ(f.tensors.size(), 1u);
+      EXPECT_EQ(f.tensors[0].nbytes, 4 * c.block_bytes);
+      std::vector<float> out(4 * c.block_elements, 1.0f);
+      decode_to_f32(TensorType(c.type), f.file->data() + f.data_start, int64_t(out.size()), out.data());
+      for (float v : out) ASSERT_EQ(v, 0.0f);  // zero scales
+    }
+    // decode_to_f32 itself refuses a count that is not whole blocks.
+    std::vector<uint8_t> block(c.block_bytes);
+    std::vector<float> out(c.block_elements + 1);
+    EXPECT_THROW(decode_to_f32(TensorType(c.type), block.data(), int64_t(c.block_elements) + 1, out.data()), Error);
+  }
 }
 
 TEST(Gguf, ConversionErrors) {

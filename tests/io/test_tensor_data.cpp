@@ -16,8 +16,19 @@ TEST(TensorData, TypeInfoAndBytes) {
   EXPECT_EQ(tensor_type_info(2u)->block_bytes, 18);
   EXPECT_EQ(tensor_type_info(30u)->block_bytes, 2);
   EXPECT_EQ(tensor_type_info(3u)->block_bytes, 20);  // Q4_1
-  EXPECT_EQ(tensor_type_info(20u), nullptr);  // IQ4_NL: not decodable
+  EXPECT_EQ(tensor_type_info(20u)->block_bytes, 18);   // IQ4_NL
+  EXPECT_EQ(tensor_type_info(23u)->block_bytes, 136);  // IQ4_XS
+  EXPECT_EQ(tensor_type_info(15u), nullptr);  // Q8_K: a type ggml knows but llmpress does not decode
+  EXPECT_EQ(ggml_type_info(15u)->block_bytes, 292);
   EXPECT_EQ(tensor_type_info(999u), nullptr);
+  EXPECT_EQ(ggml_type_info(4u), nullptr);  // removed Q4_2
+  // Errors name types as users know them.
+  EXPECT_EQ(ggml_type_name(23), "IQ4_XS");
+  EXPECT_EQ(ggml_type_name(39), "MXFP4");
+  EXPECT_EQ(ggml_type_name(31), "Q4_0_4_4 (removed from ggml)");
+  EXPECT_EQ(ggml_type_name(99), "unknown ggml type id 99");
+  EXPECT_NE(decodable_type_names().find("IQ1_M"), std::string::npos);
+  EXPECT_EQ(decodable_type_names().find("Q8_K"), std::string::npos);
   EXPECT_EQ(tensor_type_name(TensorType::Q8_0), "Q8_0");
   EXPECT_EQ(tensor_bytes(TensorType::F16, 10), 20u);
   EXPECT_EQ(tensor_bytes(TensorType::Q8_0, 64), 68u);

@@ -44,23 +44,33 @@ const GgmlEncoding kEncodings[] = {
     {TensorType::Q6_K, "Q6_K", kSuperBlockElements, 210, 18, true, quantize_q6_k, quantize_q6_k_weighted},
 };
 
+std::string encodable_names() {
+  std::string known;
+  for (const GgmlEncoding& e : kEncodings) known += std::string(known.empty() ? "" : ", ") + e.name;
+  return known;
+}
+
 }  // namespace
 
 const GgmlEncoding& ggml_encoding(TensorType type) {
   for (const GgmlEncoding& e : kEncodings)
     if (e.type == type) return e;
-  throw Error("no encoder for ggml type id " + std::to_string(uint32_t(type)));
+  // Read-only types (i-quants, ternary) and anything else: refuse rather than write wrong bytes.
+  throw Error("llmpress cannot write " + ggml_type_name(uint32_t(type)) + " tensors (it writes " + encodable_names() +
+              ")");
 }
 
 TensorType ggml_type_from_name(const std::string& name) {
   std::string upper = name;
   std::transform(upper.begin(), upper.end(), upper.begin(), [](unsigned char c) { return char(std::toupper(c)); });
-  std::string known;
-  for (const GgmlEncoding& e : kEncodings) {
+  for (const GgmlEncoding& e : kEncodings)
     if (upper == e.name) return e.type;
-    known += std::string(known.empty() ? "" : ", ") + e.name;
+  for (uint32_t id = 0; id < 64; ++id) {
+    const TensorTypeInfo* info = ggml_type_info(id);
+    if (info && upper == info->name)
+      throw Error("llmpress cannot write " + upper + " tensors (it writes " + encodable_names() + ")");
   }
-  throw Error("unknown tensor type '" + name + "' (supported: " + known + ")");
+  throw Error("unknown tensor type '" + name + "' (supported: " + encodable_names() + ")");
 }
 
 uint64_t ggml_encoded_bytes(TensorType type, int64_t row_elements, int64_t rows) {

@@ -18,29 +18,6 @@ constexpr uint64_t kMaxStringBytes = uint64_t(1) << 30;  // ggml's caps
 constexpr uint64_t kMaxArrayElements = uint64_t(1) << 30;
 constexpr uint32_t kMaxDims = 4;
 
-// Block geometry of every ggml type id (formats.md 1.6), so any valid GGUF parses even when
-// llmpress cannot decode some of its tensors. {0,0} marks removed or unknown ids.
-struct GgmlTypeSize {
-  const char* name;
-  uint64_t block_elements;
-  uint64_t block_bytes;
-};
-const GgmlTypeSize* ggml_type_size(uint32_t id) {
-  static const GgmlTypeSize table[] = {
-      {"F32", 1, 4},       {"F16", 1, 2},      {"Q4_0", 32, 18},    {"Q4_1", 32, 20},  {nullptr, 0, 0},
-      {nullptr, 0, 0},     {"Q5_0", 32, 22},   {"Q5_1", 32, 24},    {"Q8_0", 32, 34},  {"Q8_1", 32, 36},
-      {"Q2_K", 256, 84},   {"Q3_K", 256, 110}, {"Q4_K", 256, 144},  {"Q5_K", 256, 176}, {"Q6_K", 256, 210},
-      {"Q8_K", 256, 292},  {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50},
-      {"IQ4_NL", 32, 18},  {"IQ3_S", 256, 110}, {"IQ2_S", 256, 82}, {"IQ4_XS", 256, 136}, {"I8", 1, 1},
-      {"I16", 1, 2},       {"I32", 1, 4},      {"I64", 1, 8},       {"F64", 1, 8},     {"IQ1_M", 256, 56},
-      {"BF16", 1, 2},      {nullptr, 0, 0},    {nullptr, 0, 0},     {nullptr, 0, 0},   {"TQ1_0", 256, 54},
-      {"TQ2_0", 256, 66},  {nullptr, 0, 0},    {nullptr, 0, 0},     {nullptr, 0, 0},   {"MXFP4", 32, 17},
-      {"NVFP4", 64, 36},   {"Q1_0", 128, 18},  {"Q2_0", 64, 18},
-  };
-  if (id >= sizeof(table) / sizeof(table[0]) || table[id].name == nullptr) return nullptr;
-  return &table[id];
-}
-
 // Payload size of a scalar metadata type (0 for STRING/ARRAY, which have their own encoding).
 uint64_t scalar_size(GgufType type) {
   switch (type) {
@@ -185,15 +162,21 @@ GgufTensorInfo read_tensor_info(Reader& r, uint64_t index) {
     info.ne.push_back(ne);
   }
   info.ggml_type = r.u32("the type of " + label);
-  const GgmlTypeSize* size = ggml_type_size(info.ggml_type);
-  if (!size) r.fail(label + " has unknown ggml type " + std::to_string(info.ggml_type));
-  if (info.ne[0] % size->block_elements != 0) {
+  // Any type ggml defines parses (so `info` lists every tensor); gguf_to_checkpoint refuses the ones
+  // llmpress cannot decode.
+  const TensorTypeInfo* size = ggml_type_info(info.ggml_type);
+  if (!size) {
+    const std::string type = ggml_type_name(info.ggml_type);  // "unknown ggml type id 99" or "Q4_2 (removed ...)"
+    r.fail(label + (type.rfind("unknown", 0) == 0 ? " has " + type
+                                                  : " has type " + type + ", which GGUF files no longer hold"));
+  }
+  if (info.ne[0] % uint64_t(size->block_elements) != 0) {
     r.fail(label + " has a first dimension of " + std::to_string(info.ne[0]) + ", not a multiple of the " +
            size->name + " block size " + std::to_string(size->block_elements));
   }
-  const uint64_t blocks = numel / size->block_elements;
-  if (blocks > std::numeric_limits<uint64_t>::max() / size->block_bytes) r.fail(label + " is too large");
-  info.nbytes = blocks * size->block_bytes;
+  const uint64_t blocks = numel / uint64_t(size->block_elements);
+  if (blocks > std::numeric_limits<uint64_t>::max() / uint64_t(size->block_bytes)) r.fail(label + " is too large");
+  info.nbytes = blocks * uint64_t(size->block_bytes);
   info.offset = r.u64("the data offset of " + label);
   return info;
 }

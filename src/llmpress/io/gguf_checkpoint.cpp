@@ -227,11 +227,10 @@ Checkpoint gguf_to_checkpoint(const GgufFile& gguf) {
   const std::string rope_freqs_name = "rope_freqs.weight";
   std::vector<float> rope_divisors;  // from rope_freqs.weight, applied once head_dim is validated
   for (const GgufTensorInfo& info : gguf.tensors) {
-    const TensorTypeInfo* type = tensor_type_info(info.ggml_type);
-    if (!type) {
-      throw file_error(path, "tensor " + info.name + " has ggml type " + std::to_string(info.ggml_type) +
-                                 ", which llmpress cannot decode (F32, F16, BF16, Q8_0, Q4_0); "
-                                 "re-quantize the model to one of those types");
+    if (!tensor_type_info(info.ggml_type)) {
+      throw file_error(path, "tensor " + info.name + " has type " + ggml_type_name(info.ggml_type) +
+                                 ", which llmpress cannot decode (it reads " + decodable_type_names() +
+                                 "); re-quantize the model to one of those types");
     }
     RawTensor t;
     t.file = path;

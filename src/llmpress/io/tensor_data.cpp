@@ -11,58 +11,85 @@ namespace llmpress {
 
 namespace {
 
+// Every ggml type id (formats.md 1.6) with its name and block geometry, indexed by id; {nullptr}
+// marks removed ids (named in removed_type_name). `decodable`: decode_to_f32 reads it.
+struct GgmlType {
+  TensorTypeInfo info;
+  bool decodable;
+};
+const GgmlType kGgmlTypes[] = {
+    {{"F32", 1, 4}, true},         {{"F16", 1, 2}, true},         {{"Q4_0", 32, 18}, true},
+    {{"Q4_1", 32, 20}, true},      {{nullptr, 0, 0}, false},      {{nullptr, 0, 0}, false},
+    {{"Q5_0", 32, 22}, true},      {{"Q5_1", 32, 24}, true},      {{"Q8_0", 32, 34}, true},
+    {{"Q8_1", 32, 36}, false},     {{"Q2_K", 256, 84}, true},     {{"Q3_K", 256, 110}, true},
+    {{"Q4_K", 256, 144}, true},    {{"Q5_K", 256, 176}, true},    {{"Q6_K", 256, 210}, true},
+    {{"Q8_K", 256, 292}, false},   {{"IQ2_XXS", 256, 66}, true},  {{"IQ2_XS", 256, 74}, true},
+    {{"IQ3_XXS", 256, 98}, true},  {{"IQ1_S", 256, 50}, true},    {{"IQ4_NL", 32, 18}, true},
+    {{"IQ3_S", 256, 110}, true},   {{"IQ2_S", 256, 82}, true},    {{"IQ4_XS", 256, 136}, true},
+    {{"I8", 1, 1}, false},         {{"I16", 1, 2}, false},        {{"I32", 1, 4}, true},
+    {{"I64", 1, 8}, true},        {{"F64", 1, 8}, false},        {{"IQ1_M", 256, 56}, true},
+    {{"BF16", 1, 2}, true},        {{nullptr, 0, 0}, false},      {{nullptr, 0, 0}, false},
+    {{nullptr, 0, 0}, false},      {{"TQ1_0", 256, 54}, true},    {{"TQ2_0", 256, 66}, true},
+    {{nullptr, 0, 0}, false},      {{nullptr, 0, 0}, false},      {{nullptr, 0, 0}, false},
+    {{"MXFP4", 32, 17}, false},    {{"NVFP4", 64, 36}, false},    {{"Q1_0", 128, 18}, false},
+    {{"Q2_0", 64, 18}, false},
+};
+constexpr uint32_t kGgmlTypeCount = sizeof(kGgmlTypes) / sizeof(kGgmlTypes[0]);
+
+const char* removed_type_name(uint32_t id) {
+  switch (id) {
+    case 4: return "Q4_2";
+    case 5: return "Q4_3";
+    case 31: return "Q4_0_4_4";
+    case 32: return "Q4_0_4_8";
+    case 33: return "Q4_0_8_8";
+    case 36: return "IQ4_NL_4_4";
+    case 37: return "IQ4_NL_4_8";
+    case 38: return "IQ4_NL_8_8";
+    default: return nullptr;
+  }
+}
+
 constexpr int64_t kQBlock = 32;  // elements per Q4_0 / Q8_0 block
 
-const TensorTypeInfo kF32{"F32", 1, 4};
-const TensorTypeInfo kF16{"F16", 1, 2};
-const TensorTypeInfo kBF16{"BF16", 1, 2};
-const TensorTypeInfo kI32{"I32", 1, 4};
-const TensorTypeInfo kI64{"I64", 1, 8};
+// Not a ggml type (safetensors only): compressed-tensors' bitmasks.
 const TensorTypeInfo kU8{"U8", 1, 1};
-const TensorTypeInfo kQ4_0{"Q4_0", kQBlock, 18};
-const TensorTypeInfo kQ8_0{"Q8_0", kQBlock, 34};
-const TensorTypeInfo kQ4_1{"Q4_1", kQBlock, 20};
-const TensorTypeInfo kQ5_0{"Q5_0", kQBlock, 22};
-const TensorTypeInfo kQ5_1{"Q5_1", kQBlock, 24};
-const TensorTypeInfo kQ2_K{"Q2_K", kSuperBlockElements, 84};
-const TensorTypeInfo kQ3_K{"Q3_K", kSuperBlockElements, 110};
-const TensorTypeInfo kQ4_K{"Q4_K", kSuperBlockElements, 144};
-const TensorTypeInfo kQ5_K{"Q5_K", kSuperBlockElements, 176};
-const TensorTypeInfo kQ6_K{"Q6_K", kSuperBlockElements, 210};
 
 uint16_t read_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
 
 }  // namespace
 
+const TensorTypeInfo* ggml_type_info(uint32_t ggml_type_id) {
+  if (ggml_type_id >= kGgmlTypeCount || !kGgmlTypes[ggml_type_id].info.name) return nullptr;
+  return &kGgmlTypes[ggml_type_id].info;
+}
+
+std::string ggml_type_name(uint32_t ggml_type_id) {
+  if (const TensorTypeInfo* info = ggml_type_info(ggml_type_id)) return info->name;
+  if (const char* removed = removed_type_name(ggml_type_id)) return std::string(removed) + " (removed from ggml)";
+  return "unknown ggml type id " + std::to_string(ggml_type_id);
+}
+
 const TensorTypeInfo* tensor_type_info(uint32_t ggml_type_id) {
-  switch (ggml_type_id) {
-    case uint32_t(TensorType::F32): return &kF32;
-    case uint32_t(TensorType::F16): return &kF16;
-    case uint32_t(TensorType::BF16): return &kBF16;
-    case uint32_t(TensorType::I32): return &kI32;
-    case uint32_t(TensorType::I64): return &kI64;
-    case uint32_t(TensorType::Q4_0): return &kQ4_0;
-    case uint32_t(TensorType::Q8_0): return &kQ8_0;
-    case uint32_t(TensorType::Q4_1): return &kQ4_1;
-    case uint32_t(TensorType::Q5_0): return &kQ5_0;
-    case uint32_t(TensorType::Q5_1): return &kQ5_1;
-    case uint32_t(TensorType::Q2_K): return &kQ2_K;
-    case uint32_t(TensorType::Q3_K): return &kQ3_K;
-    case uint32_t(TensorType::Q4_K): return &kQ4_K;
-    case uint32_t(TensorType::Q5_K): return &kQ5_K;
-    case uint32_t(TensorType::Q6_K): return &kQ6_K;
-    default: return nullptr;
-  }
+  const TensorTypeInfo* info = ggml_type_info(ggml_type_id);
+  return info && kGgmlTypes[ggml_type_id].decodable ? info : nullptr;
 }
 
 const TensorTypeInfo& tensor_type_info(TensorType type) {
   if (type == TensorType::U8) return kU8;
   const TensorTypeInfo* info = tensor_type_info(uint32_t(type));
-  if (!info) throw Error("internal: unknown tensor type id " + std::to_string(uint32_t(type)));
+  if (!info) throw Error("internal: llmpress has no decoder for " + ggml_type_name(uint32_t(type)));
   return *info;
 }
 
 std::string tensor_type_name(TensorType type) { return tensor_type_info(type).name; }
+
+std::string decodable_type_names() {
+  std::string names;
+  for (uint32_t id = 0; id < kGgmlTypeCount; ++id)
+    if (tensor_type_info(id)) names += std::string(names.empty() ? "" : ", ") + kGgmlTypes[id].info.name;
+  return names;
+}
 
 uint64_t tensor_bytes(TensorType type, uint64_t elements) {
   const TensorTypeInfo& info = tensor_type_info(type);
@@ -84,8 +111,9 @@ int64_t RawTensor::numel() const {
 }
 
 void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* dst) {
-  // The newer block types decode with the quantizers' own dequantize_* (ggml's arithmetic);
-  // F16/BF16/Q4_0/Q8_0 keep this file's independent decoders.
+  // The newer block types decode with the quantizers' own dequantize_* (ggml's arithmetic), the
+  // i-quants and ternary types with ggml_iquant_blocks.cpp; F16/BF16/Q4_0/Q8_0 keep this file's
+  // independent decoders.
   void (*block_decoder)(const uint8_t*, int64_t, float*) = nullptr;
   switch (type) {
     case TensorType::Q4_1: block_decoder = dequantize_q4_1; break;
@@ -96,6 +124,17 @@ void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* ds
     case TensorType::Q4_K: block_decoder = dequantize_q4_k; break;
     case TensorType::Q5_K: block_decoder = dequantize_q5_k; break;
     case TensorType::Q6_K: block_decoder = dequantize_q6_k; break;
+    case TensorType::IQ1_S: block_decoder = dequantize_iq1_s; break;
+    case TensorType::IQ1_M: block_decoder = dequantize_iq1_m; break;
+    case TensorType::IQ2_XXS: block_decoder = dequantize_iq2_xxs; break;
+    case TensorType::IQ2_XS: block_decoder = dequantize_iq2_xs; break;
+    case TensorType::IQ2_S: block_decoder = dequantize_iq2_s; break;
+    case TensorType::IQ3_XXS: block_decoder = dequantize_iq3_xxs; break;
+    case TensorType::IQ3_S: block_decoder = dequantize_iq3_s; break;
+    case TensorType::IQ4_NL: block_decoder = dequantize_iq4_nl; break;
+    case TensorType::IQ4_XS: block_decoder = dequantize_iq4_xs; break;
+    case TensorType::TQ1_0: block_decoder = dequantize_tq1_0; break;
+    case TensorType::TQ2_0: block_decoder = dequantize_tq2_0; break;
     default: break;
   }
   if (block_decoder) {
@@ -158,7 +197,7 @@ void decode_to_f32(TensorType type, const uint8_t* src, int64_t count, float* ds
     }
     default: break;
   }
-  throw Error("internal: cannot decode tensor type id " + std::to_string(uint32_t(type)));
+  throw Error("internal: llmpress has no decoder for " + ggml_type_name(uint32_t(type)));
 }
 
 }  // namespace llmpress

@@ -47,4 +47,18 @@ void dequantize_q4_k(const uint8_t* src, int64_t count, float* dst);
 void dequantize_q5_k(const uint8_t* src, int64_t count, float* dst);
 void dequantize_q6_k(const uint8_t* src, int64_t count, float* dst);
 
+// i-quants and ternary types, decoding only (ggml_iquant_blocks.cpp; grids in ggml_iquant_tables.h).
+// IQ4_NL uses 32-element blocks, the others 256-element super-blocks.
+void dequantize_iq1_s(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq1_m(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq2_xxs(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq2_xs(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq2_s(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq3_xxs(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq3_s(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq4_nl(const uint8_t* src, int64_t count, float* dst);
+void dequantize_iq4_xs(const uint8_t* src, int64_t count, float* dst);
+void dequantize_tq1_0(const uint8_t* src, int64_t count, float* dst);
+void dequantize_tq2_0(const uint8_t* src, int64_t count, float* dst);
+
 }  // namespace llmpress

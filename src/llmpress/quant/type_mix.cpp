@@ -8,6 +8,7 @@
 #include <regex>
 
 #include "llmpress/core/error.h"
+#include "llmpress/export/ggml_quantize.h"
 
 namespace llmpress {
 namespace {
@@ -126,17 +127,12 @@ std::vector<Override> parse_overrides(const std::vector<std::string>& overrides)
   for (const std::string& o : overrides) {
     const size_t eq = o.rfind('=');
     if (eq == std::string::npos || eq == 0) throw Error("tensor type override '" + o + "' is not PATTERN=TYPE");
-    const std::string type_name = upper(o.substr(eq + 1));
-    bool found = false;
     TensorType type = TensorType::F32;
-    for (uint32_t id = 0; id < 64 && !found; ++id) {
-      const TensorTypeInfo* info = tensor_type_info(id);
-      if (info && type_name == info->name) {
-        type = TensorType(id);
-        found = true;
-      }
+    try {
+      type = ggml_type_from_name(o.substr(eq + 1));  // only types the GGUF writer can encode
+    } catch (const Error& e) {
+      throw Error("tensor type override '" + o + "': " + e.what());
     }
-    if (!found) throw Error("tensor type override '" + o + "': unknown type '" + type_name + "'");
     try {
       out.push_back({std::regex(o.substr(0, eq)), o, type});
     } catch (const std::regex_error& e) {
