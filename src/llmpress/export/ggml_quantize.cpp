@@ -52,6 +52,12 @@ std::string encodable_names() {
 
 }  // namespace
 
+bool ggml_can_encode(TensorType type) {
+  for (const GgmlEncoding& e : kEncodings)
+    if (e.type == type) return true;
+  return false;
+}
+
 const GgmlEncoding& ggml_encoding(TensorType type) {
   for (const GgmlEncoding& e : kEncodings)
     if (e.type == type) return e;

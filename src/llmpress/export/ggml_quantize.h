@@ -30,6 +30,7 @@ struct GgmlEncoding {
 
 // Throws Error for a type without an encoder.
 const GgmlEncoding& ggml_encoding(TensorType type);
+bool ggml_can_encode(TensorType type);
 // Throws Error for an unknown name; names as llama.cpp spells them (case-insensitive): F32, F16, BF16,
 // Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
 TensorType ggml_type_from_name(const std::string& name);

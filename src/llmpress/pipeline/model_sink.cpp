@@ -188,7 +188,7 @@ void write_gguf(const SinkInput& input, OutputSummary& summary) {
     const std::string gguf = gguf_tensor_name(hf);
     const LinearWeight& values = values_of(weight);
     const auto* blocks = dynamic_cast<const GgmlWeight*>(&values);
-    if (blocks && (blocks->type() == chosen.at(gguf) || input.keep_encoded)) {
+    if (blocks && ggml_can_encode(blocks->type()) && (blocks->type() == chosen.at(gguf) || input.keep_encoded)) {
       options.encoded[gguf] = {blocks->type(), at::Tensor(), [cache, i, name] {
                                  return dynamic_cast<const GgmlWeight&>(values_of(cache->weight(i, name))).bytes();
                                }};

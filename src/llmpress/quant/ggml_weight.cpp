@@ -12,11 +12,13 @@ GgmlWeight::GgmlWeight(TensorType type, at::Tensor bytes, int64_t in_features, c
     : type_(type), bytes_(bytes.to(at::kCPU).contiguous()), in_features_(in_features), device_(device) {
   if (bytes_.scalar_type() != at::kByte || bytes_.dim() != 2)
     throw Error("ggml weight: bytes must be a 2-D uint8 tensor");
+  // Any type llmpress decodes (the read-only i-quants too), not only those it can encode.
+  const TensorTypeInfo& info = tensor_type_info(type);
   const int64_t rows = bytes_.size(0);
-  if (uint64_t(bytes_.numel()) != ggml_encoded_bytes(type, in_features, rows))
+  if (in_features < 0 || in_features % info.block_elements != 0 ||
+      bytes_.numel() != rows * (in_features / info.block_elements) * info.block_bytes)
     throw Error(std::string("ggml weight: ") + std::to_string(bytes_.numel()) + " bytes do not hold " +
-                std::to_string(rows) + " rows of " + std::to_string(in_features) + " " + ggml_encoding(type).name +
-                " elements");
+                std::to_string(rows) + " rows of " + std::to_string(in_features) + " " + info.name + " elements");
 }
 
 GgmlWeight::~GgmlWeight() { DecodedCache::forget(this); }
