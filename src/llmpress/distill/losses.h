@@ -13,25 +13,26 @@
 //   ForwardKl        KL(p_T || p_S) = sum p_T (log p_T - log p_S)
 //   ReverseKl        KL(p_S || p_T)
 //   GeneralizedJsd   TRL GKDTrainer.generalized_jsd_loss (GKD, Agarwal et al. 2024, eq. 1):
-//                      M = beta p_T + (1 - beta) p_S   (log M = logsumexp(log p_T + log beta, log p_S + log(1-beta)))
+//                      M = beta p_T + (1 - beta) p_S, as log M = logsumexp(log p_T + log beta,
+//                                                                    log p_S + log(1 - beta))
 //                      JSD(beta) = beta KL(p_T || M) + (1 - beta) KL(p_S || M)
 //                    with TRL's special cases beta == 0 -> KL(p_T || p_S) and beta == 1 -> KL(p_S || p_T).
 //                    These are the limits of the *rescaled* divergence, not of JSD(beta) itself, which tends
 //                    to 0 at both ends: JSD(beta) / beta -> KL(p_T || p_S) as beta -> 0, and
 //                    JSD(beta) / (1 - beta) -> KL(p_S || p_T) as beta -> 1 (tested). So the loss jumps at the
 //                    end points (JSD(1e-3) is about 1e-3 KL(p_T || p_S)); that is TRL's definition, kept.
-//   TotalVariation   0.5 sum |p_T - p_S|, in [0, 1]
+//   TotalVariation   0.5 sum |p_T - p_S|, in [0, 1]; where p_T = p_S exactly, its gradient is the subgradient 0
 //   SkewKl           DistiLLM (Ko et al. 2024) skewed_forward_kl: KL(p_T || a p_T + (1 - a) p_S), a = skew_alpha
 //   SkewReverseKl    DistiLLM skewed_reverse_kl:                 KL(p_S || a p_S + (1 - a) p_T)
 //                    (p = teacher, q = student in the paper's KL(p || a p + (1-a) q); a = 0.1 there by default.)
 //                    Mixtures are formed in log space (logsumexp), never as log(sum of probabilities).
-// DistiLLM's code computes the forward-KL family as cross-entropies (-sum p_T log q); ours adds the teacher's
+// DistiLLM's forward_kl and skewed_forward_kl are cross-entropies (-sum p_T log q); ours add the teacher's
 // entropy back so that every divergence is 0 when teacher == student. Gradients are the same.
 //
 // Infinite values: a divergence is +inf only where it truly is (ForwardKl with p_T > 0 where the student's
 // logit is -inf; ReverseKl the other way round). Entries that are -inf in both, or whose weighting
-// probability is 0, contribute exactly 0 and get gradient 0. JSD, the skew KLs and TVD are always finite
-// (for skew_alpha > 0). Every scored position needs at least one finite logit on each side.
+// probability is 0, contribute exactly 0 and get gradient 0. JSD with 0 < beta < 1, the skew KLs with
+// skew_alpha > 0 and TVD are always finite. Every scored position needs at least one finite logit on each side.
 //
 // Temperature scale (scale_by_temperature, on by default): the divergence term is multiplied by
 //   T^2 for the KL family (ForwardKl, ReverseKl, GeneralizedJsd, SkewKl, SkewReverseKl): Hinton et al. 2015.
