@@ -1,7 +1,7 @@
 // The distillation losses against an independent PyTorch implementation (kd_losses_reference.py beside this
 // file, run with Debian's /usr/bin/python3 and its python3-torch): loss values and gradients with respect to
 // the student logits, the student hidden states and the projection, in float64 and in float32. Skips when
-// /usr/bin/python3 or its torch is absent (scripts/setup.sh installs python3-torch).
+// /usr/bin/python3 (or LLMPRESS_TORCH_PYTHON) or its torch is absent (scripts/setup.sh installs python3-torch).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,15 +21,20 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kPython = "/usr/bin/python3";
+// Debian's interpreter (the python3 first on PATH may be another one without python3-torch);
+// LLMPRESS_TORCH_PYTHON names another.
+std::string python() {
+  const char* env = std::getenv("LLMPRESS_TORCH_PYTHON");
+  return env && *env ? env : "/usr/bin/python3";
+}
 constexpr double kRelTolerance = 1e-5;  // loss: relative; gradients: max abs difference / max |reference|
 constexpr int64_t kB = 3, kT = 6, kV = 37, kTopK = 5;
 
 // Empty when the reference can run; otherwise why not.
 std::string reference_unavailable() {
-  if (!std::filesystem::exists(kPython)) return std::string(kPython) + " is absent";
-  const std::string probe = std::string(kPython) + " -c 'import torch, numpy' > /dev/null 2>&1";
-  if (std::system(probe.c_str()) != 0) return std::string(kPython) + " cannot import torch (Debian's python3-torch)";
+  if (!std::filesystem::exists(python())) return python() + " is absent";
+  const std::string probe = python() + " -c 'import torch, numpy' > /dev/null 2>&1";
+  if (std::system(probe.c_str()) != 0) return python() + " cannot import torch and numpy";
   return "";
 }
 
@@ -195,7 +200,7 @@ void check_against_reference(at::ScalarType dtype) {
 
   const std::string script = (std::filesystem::path(__FILE__).parent_path() / "kd_losses_reference.py").string();
   const std::string command =
-      std::string(kPython) + " " + script + " " + dir.path() + " > " + dir.file("log") + " 2>&1";
+      python() + " " + script + " " + dir.path() + " > " + dir.file("log") + " 2>&1";
   const int status = std::system(command.c_str());
   std::ifstream log_file(dir.file("log"));
   const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
