@@ -13,6 +13,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libpcre2-dev
   sentencepiece                 # spm_encode: the tests' independent reference tokenizer
+  python3-torch                 # the distillation loss tests' PyTorch reference (after libtorch: +27 MB, 1-2 min)
   libgtest-dev
 )
 
