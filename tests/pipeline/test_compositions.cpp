@@ -11,6 +11,7 @@
 #include "llmpress/prune/sparsity_report.h"
 #include "llmpress/quant/ggml_weight.h"
 #include "llmpress/quant/int_grid.h"
+#include "llamacpp_node.h"
 #include "pipeline/pipeline_test_util.h"
 
 namespace llmpress {
@@ -57,7 +58,17 @@ TEST(Compositions, SparseGpt24ThenGptqInt4KeepsThePatternInGptqAndGguf) {
     EXPECT_EQ(weight->kind(), "sparse") << name;  // recognized as pruned when loaded
     EXPECT_EQ(detect_nm_pattern(weight->dense()), "2:4") << name;
   }
-  EXPECT_LT(test::eval_perplexity(dir.file("model-q8.gguf"), 8), 30.0);
+  // llama.cpp runs it, with the perplexity ours gives on the same file and convention.
+  const double ours = test::eval_perplexity(dir.file("model-q8.gguf"), 8, /*llamacpp=*/true);
+  EXPECT_LT(ours, 30.0);
+  if (test::llamacpp_unavailable().empty()) {
+    const auto theirs = test::llamacpp_perplexity(dir.file("model-q8.gguf"), test::shared_path(test::kGutenbergEval), 256, 8);
+    ASSERT_TRUE(theirs.has_value());
+    EXPECT_NEAR(*theirs, ours, 0.01 * ours);
+    std::printf("  2:4 + int4 as Q8_0: perplexity ours %.4f, llama.cpp %.4f\n", ours, *theirs);
+  } else {
+    std::printf("  llama.cpp not run: %s\n", test::llamacpp_unavailable().c_str());
+  }
 }
 
 TEST(Compositions, SvdLlmThenGptqQuantizesEachFactorBetterThanRtn) {
@@ -110,9 +121,18 @@ TEST(Compositions, HeadPruningThenFormatAwareGptqQ4KM) {
   bool fallback_noted = false;
   for (const std::string& note : report.output.notes) fallback_noted = fallback_noted || note.find("Q5_0") != std::string::npos;
   EXPECT_TRUE(fallback_noted);
-  const double ppl = test::eval_perplexity(dir.file("heads-q4km.gguf"), 8);
+  const double ppl = test::eval_perplexity(dir.file("heads-q4km.gguf"), 8, /*llamacpp=*/true);
   EXPECT_GT(ppl, 10.0);
   EXPECT_LT(ppl, 40.0);
+  // llama.cpp runs the shrunk, format-aware-GPTQ file and agrees with us within 1%.
+  if (test::llamacpp_unavailable().empty()) {
+    const auto theirs = test::llamacpp_perplexity(dir.file("heads-q4km.gguf"), test::shared_path(test::kGutenbergEval), 256, 8);
+    ASSERT_TRUE(theirs.has_value());
+    EXPECT_NEAR(*theirs, ppl, 0.01 * ppl);
+    std::printf("  heads 50%% + GPTQ Q4_K_M: perplexity ours %.4f, llama.cpp %.4f\n", ppl, *theirs);
+  } else {
+    std::printf("  llama.cpp not run: %s\n", test::llamacpp_unavailable().c_str());
+  }
 }
 
 TEST(Compositions, LayerRemovalThenQuantization) {
