@@ -19,12 +19,13 @@ struct Problem {
   at::Tensor weight, removed, hessian;
 };
 
-// A 2:4-pruned [64, 256] weight and a correlated positive definite Hessian.
+// A 2:4-pruned [64, 256] weight and a strongly correlated positive definite Hessian (GPTQ's updates
+// are then large enough to move unmasked zeros off 0 on an 8-bit grid).
 Problem pruned_problem() {
   at::manual_seed(11);
   const at::Tensor w = at::randn({64, 256});
   const at::Tensor mask = nm_mask(w.abs(), 2, 4);  // true = removed
-  const at::Tensor x = at::randn({2048, 256}, at::kDouble) + 0.3 * at::randn({2048, 1}, at::kDouble);
+  const at::Tensor x = at::randn({2048, 256}, at::kDouble) + 2.0 * at::randn({2048, 1}, at::kDouble);
   return {w.masked_fill(mask, 0.0), mask, at::matmul(x.t(), x) / 2048.0};
 }
 

@@ -131,6 +131,7 @@ bool all_finite(const at::Tensor& t) { return at::isfinite(t).all().item<bool>()
 EngineResult compress_sequential(const LayerSource& source, const Transformer& shell, const at::Tensor& tokens,
                                  Compressor& compressor, const EngineOptions& options) {
   if (tokens.dim() != 2) throw Error("calibration tokens must be [nsamples, seqlen]");
+  at::NoGradGuard no_grad;  // compression never differentiates through the model
   const int64_t num_layers = shell.config.num_layers;
   const at::Device device = options.device;
   EngineResult result;

@@ -33,5 +33,7 @@ void register_convert(CLI::App& app);
 void register_lowrank(CLI::App& app);
 void register_prune(CLI::App& app);
 void register_run(CLI::App& app);
+void register_train(CLI::App& app);
+void register_distill(CLI::App& app);
 
 }  // namespace llmpress::cli

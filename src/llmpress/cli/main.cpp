@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   llmpress::cli::register_lowrank(app);
   llmpress::cli::register_prune(app);
   llmpress::cli::register_run(app);
+  llmpress::cli::register_train(app);
+  llmpress::cli::register_distill(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

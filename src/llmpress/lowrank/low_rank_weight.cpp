@@ -29,6 +29,13 @@ at::Tensor LowRankWeight::dense() const {
   return at::matmul(u_->dense().to(at::kFloat), v_->dense().to(at::kFloat));
 }
 
+std::vector<TrainableTensor> LowRankWeight::trainable() const {
+  std::vector<TrainableTensor> tensors;
+  for (const auto& [suffix, factor] : {std::pair{"_u", u_}, std::pair{"_v", v_}})
+    for (TrainableTensor t : factor->trainable()) tensors.push_back({suffix + t.suffix, t.tensor, t.removed});
+  return tensors;
+}
+
 WeightState LowRankWeight::save() const {
   WeightState state{"lowrank", nlohmann::json::object(), {}};
   state.put("u", *u_);

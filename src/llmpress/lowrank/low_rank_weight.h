@@ -26,6 +26,7 @@ class LowRankWeight : public LinearWeight {
   int64_t storage_bits() const override;
   at::Tensor dense() const override;  // U V, float32
   std::string kind() const override { return "lowrank"; }
+  std::vector<TrainableTensor> trainable() const override;  // both factors: "_u" and "_v"
 
   const std::shared_ptr<LinearWeight>& u() const { return u_; }
   const std::shared_ptr<LinearWeight>& v() const { return v_; }

@@ -42,4 +42,17 @@ class CheckpointSource : public LayerSource {
   const Checkpoint& checkpoint_;
 };
 
+// A model held in memory (a trained student): its layers as they are, shared, not copied.
+class ResidentSource : public LayerSource {
+ public:
+  explicit ResidentSource(const Transformer& model) : model_(model) {}
+  const ModelConfig& config() const override { return model_.config; }
+  Transformer load_shell(const at::Device& device) const override;
+  DecoderLayer load_layer(int64_t index, const at::Device& device) const override;
+  std::string identity() const override { return "a model in memory"; }
+
+ private:
+  const Transformer& model_;
+};
+
 }  // namespace llmpress

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "llmpress/model/weight_kinds.h"
 
@@ -15,6 +16,14 @@ namespace llmpress {
 struct PruningMask {
   at::Tensor removed;
   int64_t n = 0, m = 0;
+};
+
+// A tensor training may update in place, named by a suffix of the weight's name ("" for a plain
+// matrix, "_u" / "_v" for low-rank factors), with the positions that must stay exactly zero.
+struct TrainableTensor {
+  std::string suffix;
+  at::Tensor tensor;
+  at::Tensor removed;  // undefined: none
 };
 
 class LinearWeight {
@@ -35,6 +44,8 @@ class LinearWeight {
   // Everything needed to rebuild this weight through restore_weight (weight_kinds.h).
   virtual WeightState save() const = 0;
   virtual PruningMask pruning_mask() const { return {}; }
+  // What training updates; none for kinds held frozen (integer grids, ggml blocks, Tucker / CP cores).
+  virtual std::vector<TrainableTensor> trainable() const { return {}; }
 };
 
 // A plain [out, in] matrix in any floating dtype.
@@ -48,6 +59,7 @@ class DenseWeight : public LinearWeight {
   at::Tensor dense() const override { return weight_; }
   std::string kind() const override { return "dense"; }
   WeightState save() const override;
+  std::vector<TrainableTensor> trainable() const override { return {{"", weight_, {}}}; }
 
  private:
   at::Tensor weight_;

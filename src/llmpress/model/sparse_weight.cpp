@@ -15,6 +15,13 @@ SparseWeight::SparseWeight(std::shared_ptr<LinearWeight> values, at::Tensor remo
 
 int64_t SparseWeight::removed_count() const { return removed_.sum().item<int64_t>(); }
 
+std::vector<TrainableTensor> SparseWeight::trainable() const {
+  std::vector<TrainableTensor> tensors = values_->trainable();
+  for (TrainableTensor& t : tensors)
+    if (t.tensor.sizes() == removed_.sizes()) t.removed = t.removed.defined() ? (t.removed | removed_) : removed_;
+  return tensors;
+}
+
 int64_t SparseWeight::storage_bits() const {
   if (values_->kind() != "dense") return values_->storage_bits();
   const int64_t elements = removed_.numel();

@@ -23,6 +23,8 @@ class SparseWeight : public LinearWeight {
   std::string kind() const override { return "sparse"; }
   WeightState save() const override;
   PruningMask pruning_mask() const override { return {removed_, n_, m_}; }
+  // The values train with the mask fixed: the removed positions stay exactly zero.
+  std::vector<TrainableTensor> trainable() const override;
 
   const std::shared_ptr<LinearWeight>& values() const { return values_; }
   int64_t removed_count() const;

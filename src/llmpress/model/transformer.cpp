@@ -54,6 +54,12 @@ std::pair<at::Tensor, at::Tensor> Rope::tables(int64_t start, int64_t length, at
   return {both.cos().to(dtype), both.sin().to(dtype)};
 }
 
+std::pair<at::Tensor, at::Tensor> Rope::tables(const at::Tensor& positions, at::ScalarType dtype) const {
+  const at::Tensor angles = positions.to(inv_freq_.options()).unsqueeze(-1) * inv_freq_;  // [B, T, half]
+  const at::Tensor both = at::cat({angles, angles}, -1).unsqueeze(1);
+  return {both.cos().to(dtype), both.sin().to(dtype)};
+}
+
 at::Tensor Rope::apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
   const int64_t half = x.size(-1) / 2;
   const at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -110,7 +116,8 @@ const Linear& DecoderLayer::linear(const std::string& name) const {
 }
 
 at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
-                                 LayerCache* cache) const {
+                                 LayerCache* cache, const PackedLayout* layout) const {
+  if (layout && cache) throw Error("a packed batch cannot use a KV cache");
   const int64_t batch = hidden.size(0), length = hidden.size(1);
   const int64_t heads = config.num_heads, kv_heads = config.num_kv_heads, head_dim = config.head_dim;
 
@@ -118,7 +125,7 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
   at::Tensor q = q_proj.forward(x).view({batch, length, heads, head_dim}).transpose(1, 2);
   at::Tensor k = k_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   at::Tensor v = v_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
-  const auto [cos, sin] = rope.tables(start, length, q.scalar_type());
+  const auto [cos, sin] = layout ? rope.tables(layout->positions, q.scalar_type()) : rope.tables(start, length, q.scalar_type());
   q = Rope::apply(q, cos, sin);
   k = Rope::apply(k, cos, sin);
 
@@ -140,8 +147,12 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
   // Query i (absolute position start+i) may attend to keys 0 .. start+i.
   const at::Tensor query_pos = at::arange(start, start + length, hidden.options().dtype(at::kLong)).unsqueeze(1);
   const at::Tensor key_pos = at::arange(0, total, hidden.options().dtype(at::kLong)).unsqueeze(0);
-  const at::Tensor future = key_pos > query_pos;  // [length, total]
-  scores = scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  at::Tensor blocked = key_pos > query_pos;  // [length, total]: the future
+  if (layout) {
+    const at::Tensor& doc = layout->documents;  // [B, T]: other documents are blocked too
+    blocked = (blocked | (doc.unsqueeze(2) != doc.unsqueeze(1))).view({batch, 1, 1, length, total});
+  }
+  scores = scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
   const at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
   const at::Tensor attended = at::matmul(probs.view({batch, kv_heads, group * length, total}), v)
                                   .view({batch, heads, length, head_dim})
@@ -241,11 +252,11 @@ at::Tensor Transformer::head(const at::Tensor& hidden) const {
   return lm_head.forward(rms_norm(hidden, norm, config.rms_norm_eps));
 }
 
-at::Tensor Transformer::forward(const at::Tensor& tokens, KVCache* cache) const {
+at::Tensor Transformer::forward(const at::Tensor& tokens, KVCache* cache, const PackedLayout* layout) const {
   const int64_t start = cache ? cache->length : 0;
   at::Tensor hidden = embed(tokens.to(device()));
   for (size_t i = 0; i < layers.size(); ++i)
-    hidden = layers[i].forward(hidden, config, rope, start, cache ? &cache->layers[i] : nullptr);
+    hidden = layers[i].forward(hidden, config, rope, start, cache ? &cache->layers[i] : nullptr, layout);
   if (cache) cache->length += tokens.size(1);
   return head(hidden);
 }

@@ -13,6 +13,15 @@ namespace llmpress {
 
 class Checkpoint;
 
+// Several documents packed in the rows of a batch: rope positions restart in each document and a
+// token attends only to earlier tokens of its own document. Padding is a document of its own (any id
+// no real document uses), so it never reaches real tokens.
+struct PackedLayout {
+  at::Tensor positions;  // [B, T] int64
+  at::Tensor documents;  // [B, T] int64
+  bool defined() const { return positions.defined(); }
+};
+
 // Rotary position embedding in the Hugging Face half-split layout (rotate_half).
 class Rope {
  public:
@@ -20,6 +29,8 @@ class Rope {
   Rope(const ModelConfig& config, const at::Device& device);
   // cos and sin tables [T, head_dim] for positions start .. start+T-1, in `dtype`.
   std::pair<at::Tensor, at::Tensor> tables(int64_t start, int64_t length, at::ScalarType dtype) const;
+  // Tables [B, 1, T, head_dim] for per-token positions [B, T] (packed documents).
+  std::pair<at::Tensor, at::Tensor> tables(const at::Tensor& positions, at::ScalarType dtype) const;
   // x [B, heads, T, head_dim] rotated by the given tables.
   static at::Tensor apply(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
   const at::Tensor& inv_freq() const { return inv_freq_; }
@@ -62,8 +73,9 @@ struct DecoderLayer {
 
   // hidden [B, T, hidden] at positions start .. start+T-1 -> [B, T, hidden].
   // With a cache, the new keys/values are stored at `start` and attention sees all earlier ones.
+  // With a packed layout (no cache), positions and attention follow its documents.
   at::Tensor forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
-                     LayerCache* cache = nullptr) const;
+                     LayerCache* cache = nullptr, const PackedLayout* layout = nullptr) const;
 };
 
 class Transformer {
@@ -85,7 +97,7 @@ class Transformer {
   at::Tensor embed(const at::Tensor& tokens) const;  // [B, T] int64 -> [B, T, hidden]
   at::Tensor head(const at::Tensor& hidden) const;   // final norm + lm_head -> [B, T, vocab]
   // tokens [B, T] -> logits [B, T, vocab]. With a cache, tokens continue at cache->length.
-  at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr) const;
+  at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr, const PackedLayout* layout = nullptr) const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
   // Parameter count and storage of the model as it is now (compressed layers count their real size).

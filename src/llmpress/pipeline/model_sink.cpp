@@ -60,10 +60,18 @@ NamedTensor lazy_float(const std::string& name, const std::vector<int64_t>& shap
   return NamedTensor::lazy(name, shape, at::kFloat, [load] { return load().to(at::kCPU, at::kFloat).contiguous(); });
 }
 
-// Embeddings, final norm and head of the pipeline's input (no stage changes them).
-std::vector<NamedTensor> shell_tensors(const Checkpoint& origin, const ModelConfig& config) {
+// Embeddings, final norm and head: of the pipeline's input, or the trained ones.
+std::vector<NamedTensor> shell_tensors(const SinkInput& input, const ModelConfig& config) {
   std::vector<NamedTensor> tensors;
   std::vector<std::string> names = {"model.embed_tokens.weight", "model.norm.weight"};
+  if (const Transformer* shell = input.shell) {
+    std::vector<std::pair<std::string, at::Tensor>> own = {{names[0], shell->embed_tokens}, {names[1], shell->norm}};
+    if (!config.tie_word_embeddings) own.push_back({"lm_head.weight", shell->lm_head.weight->dense()});
+    for (const auto& [name, t] : own)
+      tensors.push_back(lazy_float(name, t.sizes().vec(), [t = t] { return t.detach(); }));
+    return tensors;
+  }
+  const Checkpoint& origin = input.origin;
   if (!config.tie_word_embeddings && origin.has("lm_head.weight")) names.push_back("lm_head.weight");
   for (const std::string& name : names)
     tensors.push_back(lazy_float(name, origin.tensor(name).shape, [&origin, name] { return origin.load(name); }));
@@ -77,7 +85,7 @@ using LinearTensors = std::function<void(int64_t layer, const std::string& name,
 std::vector<NamedTensor> model_tensors(const SinkInput& input, const std::shared_ptr<LayerCache>& cache,
                                        const LinearTensors& linear_tensors) {
   const ModelConfig& config = input.model.config();
-  std::vector<NamedTensor> tensors = shell_tensors(input.origin, config);
+  std::vector<NamedTensor> tensors = shell_tensors(input, config);
   for (int64_t i = 0; i < config.num_layers; ++i) {
     const std::string prefix = layer_prefix(i);
     const DecoderLayer& layer = cache->get(i);  // for shapes and kinds (the cache keeps it for the first lazy reads)

@@ -30,6 +30,7 @@ struct SinkInput {
   std::vector<float> head_importance;  // GGUF: imatrix of output.weight (empty: none)
   std::string recipe_yaml;             // provenance, written into the output
   nlohmann::json recipe_json;
+  const Transformer* shell = nullptr;  // embeddings, final norm and head when training changed them
 };
 
 struct LinearSummary {

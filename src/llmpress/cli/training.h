@@ -1,0 +1,37 @@
+#pragma once
+// What train and distill share: the training flags (steps, batch, schedule, optimizer, evaluation,
+// checkpoints) and writing the trained model like every other command's output.
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "llmpress/cli/common.h"
+#include "llmpress/train/trainer.h"
+
+namespace llmpress::cli {
+
+struct TrainFlags {
+  ModelOptions model;
+  std::string data;     // -f: plain text or .jsonl records
+  std::string output;   // -o: the output name decides the format (.gguf -> GGUF)
+  std::string type;     // GGUF type or mix (F16, Q8_0, Q4_K_M) / Hugging Face dtype
+  int64_t seqlen = 256;
+  std::string eval_file;
+  bool no_progress = false;
+  TrainOptions train;
+};
+
+void add_train_flags(CLI::App& command, TrainFlags& flags);
+
+// Sets threads and checks the flags that need no model (before any work).
+void prepare_training(TrainFlags& flags);
+
+// The held-out tokens of --eval (empty without it).
+std::vector<int32_t> eval_tokens(const TrainFlags& flags, const Tokenizer& tokenizer);
+
+// Writes `model` (tokenizer and file names from `origin`) to flags.output, prints what was written and
+// removes the training state file (the job is complete).
+void write_trained_model(const Transformer& model, const Checkpoint& origin, const TrainFlags& flags,
+                         const TrainResult& result);
+
+}  // namespace llmpress::cli

@@ -1,0 +1,111 @@
+#include "llmpress/distill/distiller.h"
+
+#include <random>
+
+#include "llmpress/core/error.h"
+#include "llmpress/tokenizer/tokenizer.h"
+#include "llmpress/train/forward.h"
+
+namespace llmpress {
+
+namespace {
+
+constexpr int64_t kNotScored = -100;
+
+// Whether step `step` is an on-policy one: a seeded draw per step, the same in a resumed run.
+bool on_policy_step(uint64_t seed, int64_t step, double fraction) {
+  if (fraction <= 0) return false;
+  std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + uint64_t(step));
+  return double(rng() >> 11) * 0x1.0p-53 < fraction;
+}
+
+}  // namespace
+
+void check_distill_options(const DistillOptions& o, bool packed_data) {
+  if (!o.cross_entropy_only) check_kd_options(o.kd);
+  if (o.on_policy < 0 || o.on_policy > 1) throw Error("--on-policy must be in [0, 1]");
+  if (o.sample_temperature < 0) throw Error("--sample-temperature must not be negative (0: greedy)");
+  if (o.sequence_kd && o.on_policy > 0) throw Error("--seq-kd and --on-policy exclude each other (teacher or student continuations)");
+  if ((o.sequence_kd || o.on_policy > 0) && packed_data)
+    throw Error("--on-policy and --seq-kd continue plain text rows; they do not apply to packed .jsonl records");
+}
+
+void check_vocabularies(const Tokenizer& student, int64_t student_rows, const Tokenizer& teacher, int64_t teacher_rows) {
+  const Vocab s = student.to_vocab(), t = teacher.to_vocab();
+  if (s.tokens.size() != t.tokens.size())
+    throw Error("the student's vocabulary has " + std::to_string(s.tokens.size()) + " tokens and the teacher's " +
+                std::to_string(t.tokens.size()) + ": distillation needs one vocabulary (use a student made from the teacher)");
+  for (size_t i = 0; i < s.tokens.size(); ++i)
+    if (s.tokens[i] != t.tokens[i])
+      throw Error("student and teacher vocabularies differ at token " + std::to_string(i) + " ('" + s.tokens[i] +
+                  "' vs '" + t.tokens[i] + "'): distillation needs one vocabulary");
+  const int64_t vocab = int64_t(s.tokens.size());
+  if (student_rows < vocab || teacher_rows < vocab)
+    throw Error("a model has fewer output rows (" + std::to_string(std::min(student_rows, teacher_rows)) +
+                ") than its tokenizer has tokens (" + std::to_string(vocab) + ")");
+}
+
+Batch continue_rows(const Transformer& model, const Batch& batch, double temperature, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  const int64_t B = batch.inputs.size(0), T = batch.inputs.size(1);
+  const int64_t prompt = std::max<int64_t>(1, T / 2);
+  const int64_t generate = T + 1 - prompt;  // the sequence is T + 1 tokens: inputs and the last label
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  KVCache cache = model.make_cache(B, T);
+  at::Tensor sequence = batch.inputs.narrow(1, 0, prompt).to(model.device());
+  at::Tensor logits = model.forward(sequence, &cache);
+  for (int64_t i = 0; i < generate; ++i) {
+    const at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kFloat).cpu();
+    const at::Tensor next = temperature == 0 ? last.argmax(-1, /*keepdim=*/true)
+                                             : at::multinomial(at::softmax(last / temperature, -1), 1, false, gen);
+    sequence = at::cat({sequence, next.to(sequence.device())}, 1);
+    if (i + 1 < generate) logits = model.forward(sequence.narrow(1, sequence.size(1) - 1, 1), &cache);
+  }
+  Batch out;
+  out.inputs = sequence.narrow(1, 0, T).cpu();
+  out.labels = sequence.narrow(1, 1, T).cpu().clone();
+  out.mask = (at::arange(T, at::kLong) >= prompt - 1).unsqueeze(0).expand({B, T}).clone();
+  out.labels.masked_fill_(out.mask.logical_not(), kNotScored);
+  out.rows = batch.rows;
+  return out;
+}
+
+LossFunction distillation_loss(const Transformer& student, const Transformer* teacher, const TeacherCache* cache,
+                               int64_t vocab, const DistillOptions& o, uint64_t seed) {
+  if (!o.cross_entropy_only && !teacher && !cache) throw Error("knowledge distillation needs a teacher or a teacher cache");
+  if ((o.sequence_kd || o.on_policy > 0) && !teacher) throw Error("--on-policy and --seq-kd need the teacher model");
+  if (cache && (cache->vocab() != vocab || cache->temperature() != o.kd.temperature))
+    throw Error("the teacher cache holds a vocabulary of " + std::to_string(cache->vocab()) + " at temperature " +
+                std::to_string(cache->temperature()) + "; this run needs " + std::to_string(vocab) + " at " +
+                std::to_string(o.kd.temperature) + " (delete the cache to rebuild it)");
+  return [&student, teacher, cache, vocab, o, seed](const Batch& given, int64_t step) -> StepLoss {
+    const uint64_t step_seed = seed * 1000003 + uint64_t(step);
+    Batch batch = given;
+    bool generated = true;
+    if (o.sequence_kd) {
+      batch = continue_rows(*teacher, given, o.sample_temperature, step_seed);
+    } else if (on_policy_step(seed, step, o.on_policy)) {
+      batch = continue_rows(student, given, o.sample_temperature, step_seed);
+    } else {
+      generated = false;
+    }
+    const PackedLayout* layout = batch.layout.defined() ? &batch.layout : nullptr;
+    ForwardOptions f;
+    f.checkpoint_layers = o.checkpoint_layers;
+    const at::Tensor logits = training_forward(student, batch.inputs, layout, f).logits.narrow(-1, 0, vocab);
+    const at::Tensor labels = batch.labels.to(logits.device());
+    if (o.cross_entropy_only)
+      return {at::cross_entropy_loss(logits.reshape({-1, vocab}).to(at::kFloat), labels.reshape({-1})), {}};
+    const at::Tensor mask = batch.mask.to(logits.device());
+    const at::Tensor hard = labels.clamp_min(0);  // kd_loss reads labels at scored positions only
+    if (cache && !generated) return {kd_loss_topk(logits, cache->lookup(batch.rows), mask, hard, o.kd).loss, {}};
+    at::Tensor teacher_logits;
+    {
+      at::NoGradGuard no_grad;
+      teacher_logits = teacher->forward(batch.inputs, nullptr, layout).narrow(-1, 0, vocab);
+    }
+    return {kd_loss(logits, teacher_logits, mask, hard, o.kd).loss, {}};
+  };
+}
+
+}  // namespace llmpress

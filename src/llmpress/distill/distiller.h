@@ -1,0 +1,42 @@
+#pragma once
+// Standard knowledge distillation as a training loss: the student matches the teacher's next-token
+// distribution (losses.h) on the training rows, on rows the student itself continued (on-policy, GKD),
+// or on rows the teacher continued (sequence-level KD). The teacher is frozen and run without a graph,
+// online or from a top-k cache (teacher_cache.h).
+#include <memory>
+#include <string>
+
+#include "llmpress/distill/losses.h"
+#include "llmpress/distill/teacher_cache.h"
+#include "llmpress/train/trainer.h"
+
+namespace llmpress {
+
+class Tokenizer;
+
+struct DistillOptions {
+  bool cross_entropy_only = false;  // --loss ce: plain fine-tuning, the baseline every KD loss is compared with
+  KdOptions kd;
+  double on_policy = 0;             // fraction of steps whose rows the student continues (GKD's lambda)
+  bool sequence_kd = false;         // every step's rows continued by the teacher (then the loss on those)
+  double sample_temperature = 1.0;  // of the continuations
+  bool checkpoint_layers = false;
+};
+
+// Throws Error naming the flag for options out of range or that do not go together.
+void check_distill_options(const DistillOptions& options, bool packed_data);
+
+// Teacher and student must predict over one vocabulary: the same tokens (padding rows beyond the
+// tokenizer's vocabulary may differ, and are left out of the loss). Error naming the first difference.
+void check_vocabularies(const Tokenizer& student, int64_t student_rows, const Tokenizer& teacher, int64_t teacher_rows);
+
+// The loss of one micro-batch. `teacher` may be null when every step reads the cache (`cache` set and
+// no on-policy / sequence-level steps); `vocab` is the tokenizer's vocabulary size (the scored ids).
+LossFunction distillation_loss(const Transformer& student, const Transformer* teacher, const TeacherCache* cache,
+                               int64_t vocab, const DistillOptions& options, uint64_t seed);
+
+// Continues the first half of each row of `batch` (plain windows) with `model`'s samples at
+// `temperature`, seeded: the rows become prompt + continuation, scored on the continuation only.
+Batch continue_rows(const Transformer& model, const Batch& batch, double temperature, uint64_t seed);
+
+}  // namespace llmpress

@@ -1,0 +1,247 @@
+#include "llmpress/train/trainer.h"
+
+#include <torch/optim/adamw.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+
+#include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
+#include "llmpress/core/progress.h"
+#include "llmpress/eval/perplexity.h"
+#include "llmpress/io/tensor_file.h"
+#include "llmpress/train/forward.h"
+
+namespace llmpress {
+
+namespace {
+
+using torch::optim::AdamW;
+using torch::optim::AdamWOptions;
+using torch::optim::AdamWParamState;
+
+std::string state_key(const at::Tensor& t) { return c10::guts::to_string(t.unsafeGetTensorImpl()); }
+
+// What a state file must agree on to be resumed: everything that shapes the trajectory.
+nlohmann::json job_identity(const TrainOptions& o, const TrainingData& data, const std::vector<Parameter>& params) {
+  nlohmann::json names = nlohmann::json::array();
+  for (const Parameter& p : params) names.push_back(p.name);
+  return {{"steps", o.steps}, {"batch_size", o.batch_size}, {"grad_accum", o.grad_accum}, {"lr", o.lr},
+          {"min_lr", o.min_lr}, {"warmup", o.warmup}, {"schedule", o.schedule}, {"betas", {o.beta1, o.beta2}},
+          {"eps", o.eps}, {"weight_decay", o.weight_decay}, {"decay_all", o.decay_all}, {"clip", o.clip},
+          {"seed", o.seed}, {"data", std::to_string(data.fingerprint())}, {"parameters", names}};
+}
+
+void save_state(const std::string& path, int64_t step, const std::vector<Parameter>& params, AdamW& optimizer,
+                const nlohmann::json& identity, const TrainResult& result) {
+  TensorMap tensors;
+  nlohmann::json adam_steps = nlohmann::json::object();
+  for (const Parameter& p : params) {
+    tensors["param." + p.name] = p.tensor.detach();
+    const auto it = optimizer.state().find(state_key(p.tensor));
+    if (it == optimizer.state().end()) continue;
+    const auto& s = static_cast<const AdamWParamState&>(*it->second);
+    tensors["adam." + p.name + ".exp_avg"] = s.exp_avg();
+    tensors["adam." + p.name + ".exp_avg_sq"] = s.exp_avg_sq();
+    adam_steps[p.name] = s.step();
+  }
+  nlohmann::json evals = nlohmann::json::array();
+  for (const EvalPoint& e : result.evals) evals.push_back({e.step, e.perplexity});
+  save_tensor_file(path, tensors,
+                   {{"format", "llmpress training state"}, {"step", step}, {"job", identity}, {"adam_steps", adam_steps},
+                    {"losses", result.losses}, {"grad_norms", result.grad_norms}, {"evals", evals}});
+}
+
+int64_t load_state(const std::string& path, const std::vector<Parameter>& params, AdamW& optimizer,
+                   const nlohmann::json& identity, TrainResult& result) {
+  if (!std::filesystem::exists(path))
+    throw Error(path + ": no training state to resume from (run without --resume to start afresh)");
+  nlohmann::json meta;
+  const TensorMap tensors = load_tensor_file(path, at::kCPU, &meta);
+  if (!meta.is_object() || meta.value("format", "") != "llmpress training state" || !meta.contains("step"))
+    throw Error(path + ": not an llmpress training state");
+  const nlohmann::json& saved = meta["job"];
+  for (const auto& [key, value] : identity.items())
+    if (!saved.contains(key) || saved[key] != value)
+      throw Error(path + ": written by a different job (its " + key + " differs); resume with the options it was "
+                  "started with, or start afresh without --resume");
+  at::NoGradGuard no_grad;
+  for (const Parameter& p : params) {
+    const auto it = tensors.find("param." + p.name);
+    if (it == tensors.end() || it->second.sizes() != p.tensor.sizes())
+      throw Error(path + ": " + p.name + " is missing or has another shape");
+    p.tensor.copy_(it->second);
+    if (!meta["adam_steps"].contains(p.name)) continue;
+    auto state = std::make_unique<AdamWParamState>();
+    state->step(meta["adam_steps"][p.name].get<int64_t>());
+    const auto moment = [&](const std::string& which) {
+      const auto m = tensors.find("adam." + p.name + "." + which);
+      if (m == tensors.end() || m->second.sizes() != p.tensor.sizes())
+        throw Error(path + ": the optimizer state of " + p.name + " is incomplete");
+      return m->second.to(p.tensor.device()).clone();
+    };
+    state->exp_avg(moment("exp_avg"));
+    state->exp_avg_sq(moment("exp_avg_sq"));
+    optimizer.state()[state_key(p.tensor)] = std::move(state);
+  }
+  const int64_t step = meta["step"].get<int64_t>();
+  result.losses = meta.value("losses", std::vector<double>{});
+  result.grad_norms = meta.value("grad_norms", std::vector<double>{});
+  for (const auto& e : meta.value("evals", nlohmann::json::array())) result.evals.push_back({e[0], e[1]});
+  if (step < 0 || step > identity["steps"].get<int64_t>() || int64_t(result.losses.size()) != step)
+    throw Error(path + ": inconsistent step count");
+  return step;
+}
+
+// Crash test point: with LLMPRESS_TEST_KILL_AFTER_STEPS=N the process ends abruptly (as under kill -9,
+// exit status 137) once step N is done and saved, so tests can check that --resume continues it.
+void crash_test_point(int64_t step) {
+  static const long limit = [] {
+    const char* env = std::getenv("LLMPRESS_TEST_KILL_AFTER_STEPS");
+    return env && *env ? std::atol(env) : 0L;
+  }();
+  if (limit > 0 && step >= limit) std::_Exit(137);
+}
+
+double evaluate(const Transformer& model, const TrainOptions& o) {
+  at::NoGradGuard no_grad;
+  PerplexityOptions p;
+  p.context = o.eval_context;
+  p.max_chunks = o.eval_chunks;
+  p.progress = false;
+  return perplexity(model, o.eval_tokens, p).perplexity;
+}
+
+}  // namespace
+
+void check_train_options(const TrainOptions& o) {
+  const auto need = [](bool ok, const std::string& message) {
+    if (!ok) throw Error(message);
+  };
+  need(o.steps >= 1, "--steps must be at least 1");
+  need(o.batch_size >= 1, "--batch-size must be at least 1");
+  need(o.grad_accum >= 1, "--grad-accum must be at least 1");
+  need(o.lr > 0 && std::isfinite(o.lr), "--lr must be positive");
+  need(o.min_lr == -1 || (o.min_lr >= 0 && o.min_lr <= o.lr), "--min-lr must be in [0, --lr] (or -1 for lr / 10)");
+  need(o.warmup >= 0 && o.warmup <= o.steps, "--warmup must be in [0, --steps]");
+  need(o.schedule == "cosine" || o.schedule == "linear" || o.schedule == "constant",
+       "--schedule must be cosine, linear or constant, not '" + o.schedule + "'");
+  need(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1, "--adam-beta1 and --adam-beta2 must be in [0, 1)");
+  need(o.eps > 0, "--adam-eps must be positive");
+  need(o.weight_decay >= 0, "--weight-decay must not be negative");
+  need(o.clip >= 0, "--clip must not be negative (0: no clipping)");
+  need(o.eval_every >= 0 && o.save_every >= 0, "--eval-every and --save-every must not be negative");
+  need(!o.resume || !o.state_path.empty(), "--resume needs a training state file");
+}
+
+double learning_rate(const TrainOptions& o, int64_t step) {
+  if (step < o.warmup) return o.lr * double(step + 1) / double(o.warmup);
+  const double min_lr = o.min_lr < 0 ? o.lr / 10 : o.min_lr;
+  const double progress = double(step - o.warmup) / double(std::max<int64_t>(1, o.steps - o.warmup));
+  if (o.schedule == "cosine") return min_lr + 0.5 * (1 + std::cos(M_PI * progress)) * (o.lr - min_lr);
+  if (o.schedule == "linear") return o.lr + (min_lr - o.lr) * progress;
+  return o.lr;
+}
+
+TrainResult train(Transformer& model, const TrainingData& data, const LossFunction& loss, const TrainOptions& o) {
+  check_train_options(o);
+  const std::vector<Parameter> params = select_trainable(model, o.trainable);
+  std::vector<at::Tensor> decay, no_decay;
+  for (const Parameter& p : params) (p.decay || o.decay_all ? decay : no_decay).push_back(p.tensor);
+  const AdamWOptions base = AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(0.0);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty()) groups.emplace_back(decay, std::make_unique<AdamWOptions>(AdamWOptions(base).weight_decay(o.weight_decay)));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, std::make_unique<AdamWOptions>(base));
+  AdamW optimizer(groups, base);
+
+  TrainResult result;
+  const nlohmann::json identity = job_identity(o, data, params);
+  int64_t start = 0;
+  if (o.resume) {
+    start = load_state(o.state_path, params, optimizer, identity, result);
+    log_info(strprintf("resumed from %s at step %lld of %lld", o.state_path.c_str(), (long long)start, (long long)o.steps));
+  }
+  result.start_step = start;
+  int64_t trainable_count = 0;
+  for (const Parameter& p : params) trainable_count += p.tensor.numel();
+  log_info(strprintf("training %lld parameters (%zu tensors) on %s; %lld steps of %lld x %lld rows of %lld tokens",
+                     (long long)trainable_count, params.size(), data.description().c_str(), (long long)o.steps,
+                     (long long)o.grad_accum, (long long)o.batch_size, (long long)data.seqlen()));
+
+  Progress progress("train", o.steps - start, "tok", o.progress);
+  int64_t last_saved = start;
+  const auto save = [&](int64_t step) {
+    if (o.state_path.empty()) return;
+    save_state(o.state_path, step, params, optimizer, identity, result);
+    last_saved = step;
+  };
+  const auto diverged = [&](int64_t step, const char* what, double value) {
+    const std::string kept = o.state_path.empty() || last_saved == 0
+                                 ? std::string("no checkpoint was written")
+                                 : strprintf("the checkpoint of step %lld is kept in %s: lower --lr and --resume from it",
+                                             (long long)last_saved, o.state_path.c_str());
+    return Error(strprintf("step %lld: the %s is %g; training stopped (%s)", (long long)step + 1, what, value, kept.c_str()));
+  };
+  for (int64_t step = start; step < o.steps; ++step) {
+    const double lr = learning_rate(o, step);
+    for (auto& group : optimizer.param_groups()) static_cast<AdamWOptions&>(group.options()).lr(lr);
+    optimizer.zero_grad();
+    std::vector<Batch> batches;
+    int64_t scored = 0;
+    for (int64_t m = 0; m < o.grad_accum; ++m) {
+      batches.push_back(data.batch(data.rows_for(step * o.grad_accum + m, o.batch_size, o.seed)));
+      scored += batches.back().scored();
+    }
+    if (scored == 0) throw Error(strprintf("step %lld has no scored token (every label is masked)", (long long)step + 1));
+    double step_loss = 0, step_report = 0;
+    for (const Batch& batch : batches) {
+      const StepLoss r = loss(batch, step);
+      const double weight = double(batch.scored()) / double(scored);  // token mean over the whole step
+      (r.loss * weight).backward();
+      step_loss += r.loss.item<double>() * weight;
+      step_report += (r.report.defined() ? r.report : r.loss).item<double>() * weight;
+      result.tokens += batch.inputs.numel();
+    }
+    if (!std::isfinite(step_loss)) throw diverged(step, "loss", step_loss);
+    double norm2 = 0;
+    for (const Parameter& p : params) {
+      at::Tensor grad = p.tensor.mutable_grad();
+      if (!grad.defined()) continue;
+      if (p.removed.defined()) grad.masked_fill_(p.removed, 0);  // pruned weights stay exactly zero
+      norm2 += grad.pow(2).sum().item<double>();
+    }
+    const double norm = std::sqrt(norm2);
+    if (!std::isfinite(norm)) throw diverged(step, "gradient norm", norm);
+    if (o.clip > 0 && norm > o.clip)  // torch.nn.utils.clip_grad_norm_'s coefficient
+      for (const Parameter& p : params)
+        if (p.tensor.grad().defined()) p.tensor.mutable_grad().mul_(o.clip / (norm + 1e-6));
+    optimizer.step();
+    result.losses.push_back(step_loss);
+    result.grad_norms.push_back(norm);
+    progress.update(step + 1 - start, result.tokens, strprintf("loss %.4f  lr %.2e", step_report, lr));
+    const bool last = step + 1 == o.steps;
+    if (!o.eval_tokens.empty() && ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)) {
+      result.evals.push_back({step + 1, evaluate(model, o)});
+      log_info(strprintf("step %lld: eval perplexity %.4f", (long long)step + 1, result.evals.back().perplexity));
+    }
+    if (o.save_every > 0 && (step + 1) % o.save_every == 0 && !last) save(step + 1);
+    crash_test_point(step + 1);
+  }
+  progress.finish();
+  result.seconds = progress.elapsed_seconds();
+  result.tokens_per_second = result.seconds > 0 ? double(result.tokens) / result.seconds : 0;
+  for (const Parameter& p : params) p.tensor.requires_grad_(false);
+  return result;
+}
+
+LossFunction cross_entropy_loss(const Transformer& model, bool checkpoint_layers) {
+  return [&model, checkpoint_layers](const Batch& batch, int64_t) -> StepLoss {
+    ForwardOptions f;
+    f.checkpoint_layers = checkpoint_layers;
+    const at::Tensor logits = training_forward(model, batch.inputs, &batch.layout, f).logits;
+    return {at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), batch.labels.reshape({-1}).to(logits.device())), {}};
+  };
+}
+
+}  // namespace llmpress

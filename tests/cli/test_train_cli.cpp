@@ -1,0 +1,113 @@
+// train and distill as a user runs them: outputs follow their name (llama.cpp runs the GGUF), a new model
+// from a config, a student made of teacher layers, a resumed job, and errors before any work.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_test_util.h"
+#include "llamacpp_node.h"
+#include "llmpress/io/gguf.h"
+#include "pipeline/pipeline_test_util.h"
+
+namespace llmpress {
+namespace {
+
+namespace fs = std::filesystem;
+using test::run_llmpress;
+constexpr const char* kModel = "models/gutenberg-dev-llama-5m";
+constexpr const char* kTeacher = "models/gutenberg-dev-llama-5m-long";
+const std::string kQuick = " --steps 3 -b 2 --seqlen 64 --lr 1e-3 --no-progress -t 2";
+
+std::string train_text() { return test::shared_path("data/gutenberg-dev-calib.txt"); }
+
+TEST(CliTrain, FineTunesToAGgufThatLlamaCppRuns) {
+  LLMPRESS_REQUIRE_SHARED(kModel);
+  test::TempDir dir;
+  const auto r = run_llmpress("train -m " + test::shared_path(kModel) + " -f " + train_text() + " -o " +
+                              dir.file("tuned.gguf") + " --type F16 --eval " + test::shared_path(test::kGutenbergEval) +
+                              " --eval-chunks 4 --eval-ctx 64" + kQuick);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("trained 3 steps"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("eval perplexity after 3 steps"), std::string::npos) << r.out;
+  EXPECT_NO_THROW(read_gguf(dir.file("tuned.gguf")));
+  const double ours = test::eval_perplexity(dir.file("tuned.gguf"), 8, /*llamacpp=*/true);
+  if (test::llamacpp_unavailable().empty()) {
+    const auto theirs = test::llamacpp_perplexity(dir.file("tuned.gguf"), test::shared_path(test::kGutenbergEval), 256, 8);
+    ASSERT_TRUE(theirs.has_value());
+    EXPECT_NEAR(*theirs, ours, 0.01 * ours);
+  }
+}
+
+TEST(CliTrain, NewModelFromAConfigAndResume) {
+  LLMPRESS_REQUIRE_SHARED(kModel);
+  test::TempDir dir;
+  const std::string base = "train --init-config " + test::shared_path(kModel) + "/config.json -f " + train_text() +
+                           " -o " + dir.file("new") + " --steps 4 -b 2 --seqlen 32 --lr 3e-3 --no-progress -t 2";
+  auto r = run_llmpress(base);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_TRUE(fs::exists(dir.file("new/config.json")));
+  ASSERT_TRUE(fs::exists(dir.file("new/tokenizer.model")));
+  const std::string first = test::slurp(dir.file("new/model.safetensors"));
+  // Interrupted after step 2 (the test hook kills the process), then resumed: the same model.
+  fs::remove_all(dir.file("new"));
+  const std::string killed = "LLMPRESS_TEST_KILL_AFTER_STEPS=2 ";
+  const int status = std::system((killed + LLMPRESS_BINARY + " " + base + " --save-every 1 >/dev/null 2>&1").c_str());
+  EXPECT_NE(status, 0);
+  EXPECT_FALSE(fs::exists(dir.file("new")));
+  ASSERT_TRUE(fs::exists(dir.file("new.train-state")));
+  r = run_llmpress(base + " --save-every 1 --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resumed"), std::string::npos) << r.err;
+  EXPECT_EQ(test::slurp(dir.file("new/model.safetensors")), first);
+  EXPECT_FALSE(fs::exists(dir.file("new.train-state")));  // removed once the job is complete
+}
+
+TEST(CliTrain, ErrorsComeBeforeAnyWork) {
+  LLMPRESS_REQUIRE_SHARED(kModel);
+  test::TempDir dir;
+  const std::string model = test::shared_path(kModel);
+  for (const std::string& args :
+       {"train -f " + train_text() + " -o " + dir.file("x"),
+        "train -m " + model + " --init-config " + model + "/config.json -f " + train_text() + " -o " + dir.file("x"),
+        "train -m " + model + " -f " + train_text() + " -o " + dir.file("x") + " --lr -1",
+        "train -m " + model + " -f " + train_text() + " -o " + dir.file("x") + " --schedule step",
+        "train -m " + model + " -f " + train_text() + " -o " + dir.file("x") + " --resume",
+        "train -m " + model + " -f " + dir.file("missing.txt") + " -o " + dir.file("x"),
+        "train -m " + model + " -f " + train_text() + " -o " + dir.file("x") + " --type Q4_K_M --trainable '('",
+        "distill -m " + model + " --teacher " + model + " -f " + train_text() + " -o " + dir.file("x") + " --loss kl",
+        "distill --teacher " + model + " -f " + train_text() + " -o " + dir.file("x")}) {
+    const auto r = run_llmpress(args + " --no-progress --steps 1");
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.err.find("error"), std::string::npos) << args << "\n" << r.err;
+    EXPECT_FALSE(fs::exists(dir.file("x"))) << args;
+  }
+}
+
+TEST(CliDistill, StudentFromTeacherLayersWithACachedTeacher) {
+  LLMPRESS_REQUIRE_SHARED(kTeacher);
+  test::TempDir dir;
+  const std::string args = "distill --teacher " + test::shared_path(kTeacher) + " --init-from-teacher 0,1,3,5 -f " +
+                           train_text() + " -o " + dir.file("student") + " --loss jsd --ce-weight 0.5 --teacher-cache " +
+                           dir.file("teacher.cache") + " --cache-topk 16" + kQuick;
+  auto r = run_llmpress(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("building the teacher cache"), std::string::npos) << r.err;
+  ASSERT_TRUE(fs::exists(dir.file("teacher.cache")));
+  const auto config = nlohmann::json::parse(test::slurp(dir.file("student/config.json")));
+  EXPECT_EQ(config["num_hidden_layers"], 4);
+  const std::string first = test::slurp(dir.file("student/model.safetensors"));
+  r = run_llmpress(args);  // the cache is read, not rebuilt, and gives the same student
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("building the teacher cache"), std::string::npos) << r.err;
+  EXPECT_EQ(test::slurp(dir.file("student/model.safetensors")), first);
+  // On-policy steps: the student's continuations scored by the teacher.
+  r = run_llmpress("distill --teacher " + test::shared_path(kTeacher) + " -m " + test::shared_path(kModel) + " -f " +
+                   train_text() + " -o " + dir.file("gkd.gguf") + " --loss rkl --on-policy 1" + kQuick);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NO_THROW(read_gguf(dir.file("gkd.gguf")));
+}
+
+}  // namespace
+}  // namespace llmpress

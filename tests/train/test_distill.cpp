@@ -1,0 +1,145 @@
+// Distillation as a training loss on tiny random models: a student equal to its teacher has zero loss
+// and gradient, the top-k cache with k = vocabulary equals the online teacher, continuations are seeded
+// and scored only where generated, and vocabularies are checked.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "llmpress/core/error.h"
+#include "llmpress/distill/distiller.h"
+#include "llmpress/io/checkpoint.h"
+#include "llmpress/tokenizer/tokenizer.h"
+#include "llmpress/train/parameters.h"
+#include "test_util.h"
+
+namespace llmpress {
+namespace {
+
+ModelConfig tiny_config() {
+  ModelConfig c;
+  c.vocab_size = 29;
+  c.hidden_size = 16;
+  c.intermediate_size = 24;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.num_kv_heads = 1;
+  c.head_dim = 8;
+  return c;
+}
+
+TrainingData tiny_data() {
+  at::Generator gen = at::detail::createCPUGenerator(11);
+  const at::Tensor t = at::randint(29, {300}, gen, at::kLong);
+  return TrainingData::from_tokens(std::vector<int32_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + 300), 10);
+}
+
+double loss_of(const LossFunction& loss, const Batch& batch) { return loss(batch, 0).loss.item<double>(); }
+
+TEST(Distill, AStudentEqualToItsTeacherHasZeroLossAndGradient) {
+  const Transformer teacher = random_model(tiny_config(), 0.3, 1);
+  const Transformer student = deep_copy(teacher);
+  const auto params = select_trainable(student, "");
+  const Batch batch = tiny_data().batch({0, 3});
+  for (const char* name : {"fkl", "rkl", "jsd", "tvd", "skl", "srkl"}) {
+    DistillOptions o;
+    o.kd.divergence = parse_kd_divergence(name);
+    for (const Parameter& p : params) p.tensor.mutable_grad() = at::Tensor();
+    const at::Tensor loss = distillation_loss(student, &teacher, nullptr, 29, o, 0)(batch, 0).loss;
+    EXPECT_NEAR(loss.item<double>(), 0, 1e-6) << name;
+    loss.backward();
+    for (const Parameter& p : params)
+      if (p.tensor.grad().defined()) EXPECT_LT(p.tensor.grad().abs().max().item<double>(), 1e-5) << name << " " << p.name;
+  }
+  // A different student has a positive loss.
+  const Transformer other = random_model(tiny_config(), 0.3, 2);
+  EXPECT_GT(loss_of(distillation_loss(other, &teacher, nullptr, 29, DistillOptions{}, 0), batch), 1e-3);
+}
+
+TEST(Distill, TopKCacheOfTheWholeVocabularyEqualsTheOnlineTeacher) {
+  const Transformer teacher = random_model(tiny_config(), 0.3, 1);
+  const Transformer student = random_model(tiny_config(), 0.3, 2);
+  const TrainingData data = tiny_data();
+  test::TempDir dir;
+  for (const char* name : {"fkl", "rkl", "jsd", "tvd"}) {
+    DistillOptions o;
+    o.kd.divergence = parse_kd_divergence(name);
+    o.kd.temperature = 2.0;
+    o.kd.ce_weight = 0.25;
+    const std::string path = dir.file(std::string(name) + ".cache");
+    TeacherCache::build(path, teacher, data, {4, 1, 4, 7}, 29, 2.0, 3, false);
+    const TeacherCache cache = TeacherCache::open(path, data);
+    const Batch batch = data.batch({7, 1});
+    const double online = loss_of(distillation_loss(student, &teacher, nullptr, 29, o, 0), batch);
+    const double cached = loss_of(distillation_loss(student, nullptr, &cache, 29, o, 0), batch);
+    EXPECT_NEAR(cached, online, 1e-5 * std::abs(online)) << name;
+    // A smaller k is a coarser, smaller divergence; a row outside the cache is a clear error.
+    TeacherCache::build(dir.file("k4"), teacher, data, {1, 7}, 4, 2.0, 3, false);
+    const TeacherCache small = TeacherCache::open(dir.file("k4"), data);
+    EXPECT_LT(loss_of(distillation_loss(student, nullptr, &small, 29, o, 0), batch), online + 1e-6) << name;
+    EXPECT_THROW(distillation_loss(student, nullptr, &small, 29, o, 0)(data.batch({2}), 0), Error);
+  }
+  // Another temperature or other data is refused.
+  const TeacherCache cache = TeacherCache::open(dir.file("k4"), data);
+  EXPECT_THROW(distillation_loss(student, nullptr, &cache, 29, DistillOptions{}, 0), Error);
+  EXPECT_THROW(TeacherCache::open(dir.file("k4"), TrainingData::from_tokens(std::vector<int32_t>(100, 3), 10)), Error);
+}
+
+TEST(Distill, CacheFilesAreCheckedBeforeUse) {
+  const Transformer teacher = random_model(tiny_config(), 0.3, 1);
+  const TrainingData data = tiny_data();
+  test::TempDir dir;
+  TeacherCache::build(dir.file("c"), teacher, data, {0, 1, 2}, 5, 1.0, 2, false);
+  const std::string bytes = [&] {
+    std::ifstream in(dir.file("c"), std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  for (size_t keep : {size_t(4), size_t(20), bytes.size() - 1}) {
+    std::ofstream(dir.file("t"), std::ios::binary) << bytes.substr(0, keep);
+    EXPECT_THROW(TeacherCache::open(dir.file("t"), data), Error) << keep;
+  }
+  std::ofstream(dir.file("x"), std::ios::binary) << "not a cache at all";
+  EXPECT_THROW(TeacherCache::open(dir.file("x"), data), Error);
+}
+
+TEST(Distill, ContinuationsAreSeededAndScoredWhereGenerated) {
+  const Transformer model = random_model(tiny_config(), 0.3, 1);
+  const Batch batch = tiny_data().batch({0, 1});
+  const Batch a = continue_rows(model, batch, 1.0, 5), b = continue_rows(model, batch, 1.0, 5);
+  EXPECT_TRUE(at::equal(a.inputs, b.inputs));
+  EXPECT_FALSE(at::equal(a.inputs, continue_rows(model, batch, 1.0, 6).inputs));
+  EXPECT_TRUE(at::equal(a.inputs.narrow(1, 0, 5), batch.inputs.narrow(1, 0, 5)));  // the prompt half stays
+  EXPECT_TRUE(at::equal(a.labels.narrow(1, 4, 5), a.inputs.narrow(1, 5, 5)));
+  EXPECT_EQ(a.mask.sum().item<int64_t>(), 2 * 6);  // positions 4..9 predict generated tokens
+  const Batch greedy = continue_rows(model, batch, 0.0, 1);
+  EXPECT_TRUE(at::equal(greedy.inputs, continue_rows(model, batch, 0.0, 2).inputs));
+}
+
+TEST(Distill, OptionsAndVocabulariesAreChecked) {
+  DistillOptions o;
+  o.on_policy = 1.5;
+  EXPECT_THROW(check_distill_options(o, false), Error);
+  o.on_policy = 0.5;
+  EXPECT_NO_THROW(check_distill_options(o, false));
+  EXPECT_THROW(check_distill_options(o, true), Error);
+  o.sequence_kd = true;
+  EXPECT_THROW(check_distill_options(o, false), Error);
+  LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m");
+  const auto gutenberg = load_tokenizer(open_checkpoint(test::shared_path("models/gutenberg-dev-llama-5m")));
+  EXPECT_NO_THROW(check_vocabularies(*gutenberg, 512, *gutenberg, 520));  // padding rows are allowed
+  EXPECT_THROW(check_vocabularies(*gutenberg, 512, *gutenberg, 500), Error);
+  Vocab other = gutenberg->to_vocab();
+  other.tokens[300] = "<not the same>";
+  const auto changed = tokenizer_from_vocab(other, "a changed vocabulary");
+  try {
+    check_vocabularies(*gutenberg, 512, *changed, 512);
+    FAIL() << "different vocabularies must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("vocabularies differ at token 300"), std::string::npos) << e.what();
+  }
+  other.tokens.pop_back();
+  EXPECT_THROW(check_vocabularies(*gutenberg, 512, *tokenizer_from_vocab(other, "a smaller vocabulary"), 512), Error);
+}
+
+}  // namespace
+}  // namespace llmpress
