@@ -51,6 +51,10 @@ TEST(Distill, AStudentEqualToItsTeacherHasZeroLossAndGradient) {
     for (const Parameter& p : params)
       if (p.tensor.grad().defined()) EXPECT_LT(p.tensor.grad().abs().max().item<double>(), 1e-5) << name << " " << p.name;
   }
+  DistillOptions hidden;
+  hidden.hidden_weight = 1.0;
+  hidden.hidden_loss = HiddenLoss::Cosine;
+  EXPECT_NEAR(loss_of(distillation_loss(student, &teacher, nullptr, 29, hidden, 0), batch), 0, 1e-6);
   // A different student has a positive loss.
   const Transformer other = random_model(tiny_config(), 0.3, 2);
   EXPECT_GT(loss_of(distillation_loss(other, &teacher, nullptr, 29, DistillOptions{}, 0), batch), 1e-3);

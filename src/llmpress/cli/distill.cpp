@@ -1,6 +1,7 @@
 // llmpress distill: standard knowledge distillation of a student (any compressed model, a shallower copy
 // of the teacher, or the teacher's own pruned / factorized / quantized version) from a teacher.
 #include <filesystem>
+#include <optional>
 #include <sstream>
 
 #include "llmpress/cli/training.h"
@@ -21,6 +22,7 @@ struct DistillCommand {
   std::string cache;
   int64_t cache_topk = 64;
   std::string init_layers;
+  std::string hidden_loss = "mse";
 };
 
 std::vector<int64_t> parse_layers(const std::string& text) {
@@ -55,24 +57,30 @@ void run(DistillCommand& command) {
   d.cross_entropy_only = command.loss == "ce";
   if (!d.cross_entropy_only) d.kd.divergence = parse_kd_divergence(command.loss);
   d.checkpoint_layers = flags.train.checkpoint_layers;
+  if (command.hidden_loss != "mse" && command.hidden_loss != "cosine")
+    throw Error("--hidden-loss must be mse or cosine, not '" + command.hidden_loss + "'");
+  d.hidden_loss = command.hidden_loss == "mse" ? HiddenLoss::Mse : HiddenLoss::Cosine;
   prepare_training(flags);
   const at::Device device = parse_device(flags.model.device);
   const Checkpoint teacher_checkpoint = open_model(command.teacher);
-  Checkpoint origin = command.init_layers.empty() ? open_model(flags.model) : teacher_checkpoint;
+  const Checkpoint origin = command.init_layers.empty() ? open_model(flags.model) : teacher_checkpoint;
   const auto teacher_tokenizer = load_tokenizer(teacher_checkpoint);
   const auto tokenizer = load_tokenizer(origin);
   check_vocabularies(*tokenizer, origin.config.vocab_size, *teacher_tokenizer, teacher_checkpoint.config.vocab_size);
   const TrainingData data = TrainingData::load(flags.data, *tokenizer, flags.seqlen);
   check_distill_options(d, data.packed());
 
-  // The teacher stays as stored (a GGUF or GPTQ teacher keeps its quantized weights) and frozen.
-  const Transformer teacher = Transformer::load(teacher_checkpoint, device);
+  // The teacher stays as stored (a GGUF or GPTQ teacher keeps its quantized weights) and frozen; plain
+  // fine-tuning of a given student, or KD from an existing cache, does not load it.
+  const bool cached = !command.cache.empty() && std::filesystem::exists(command.cache);
+  const bool needs_teacher = (!d.cross_entropy_only && !cached) || !command.init_layers.empty() || d.sequence_kd ||
+                             d.on_policy > 0 || d.hidden_weight > 0;
+  const Transformer teacher = needs_teacher ? Transformer::load(teacher_checkpoint, device) : Transformer{};
   Transformer student = command.init_layers.empty() ? deep_copy(Transformer::load(origin, device))
                                                     : copy_layers(teacher, parse_layers(command.init_layers));
-  if (!command.init_layers.empty()) origin.config = student.config;
   std::optional<TeacherCache> cache;
   if (!command.cache.empty() && !d.cross_entropy_only) {
-    if (!std::filesystem::exists(command.cache)) {
+    if (!cached) {
       log_info("building the teacher cache " + command.cache + " (top " + std::to_string(command.cache_topk) + ")");
       TeacherCache::build(command.cache, teacher, data, rows_read(data, flags.train), command.cache_topk,
                           d.kd.temperature, flags.train.batch_size, !flags.no_progress);
@@ -82,8 +90,8 @@ void run(DistillCommand& command) {
                        (long long)cache->vocab(), double(cache->bytes()) / 1048576.0));
   }
   flags.train.eval_tokens = eval_tokens(flags, *tokenizer);
-  const LossFunction loss = distillation_loss(student, &teacher, cache ? &*cache : nullptr, tokenizer->vocab_size(), d,
-                                              flags.train.seed);
+  const LossFunction loss = distillation_loss(student, needs_teacher ? &teacher : nullptr, cache ? &*cache : nullptr,
+                                              tokenizer->vocab_size(), d, flags.train.seed);
   const TrainResult result = train(student, data, loss, flags.train);
   write_trained_model(student, origin, flags, result);
 }
@@ -109,6 +117,9 @@ void register_distill(CLI::App& app) {
   sub->add_flag("--seq-kd", d.sequence_kd, "sequence-level KD: every row's second half is the teacher's continuation");
   sub->add_option("--sample-temperature", d.sample_temperature, "--on-policy / --seq-kd sampling temperature (0: greedy)")
       ->capture_default_str();
+  sub->add_option("--hidden-weight", d.hidden_weight,
+                  "add this times a hidden-state loss between evenly paired student / teacher layers")->capture_default_str();
+  sub->add_option("--hidden-loss", command->hidden_loss, "--hidden-weight: mse or cosine")->capture_default_str();
   sub->add_option("--teacher-cache", command->cache,
                   "top-k teacher file: built on first use for the rows this run reads, then read instead of running the teacher");
   sub->add_option("--cache-topk", command->cache_topk, "--teacher-cache: log-probabilities kept per token")->capture_default_str();

@@ -74,6 +74,11 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
                                int64_t vocab, const DistillOptions& o, uint64_t seed) {
   if (!o.cross_entropy_only && !teacher && !cache) throw Error("knowledge distillation needs a teacher or a teacher cache");
   if ((o.sequence_kd || o.on_policy > 0) && !teacher) throw Error("--on-policy and --seq-kd need the teacher model");
+  if (o.hidden_weight > 0 && (!teacher || o.cross_entropy_only))
+    throw Error("--hidden-weight needs a KD loss and the teacher model (not its cache)");
+  if (o.hidden_weight > 0 && teacher->config.hidden_size != student.config.hidden_size)
+    throw Error("--hidden-weight: the student's hidden size differs from the teacher's (a learned projection is not "
+                "available from the command line)");
   if (cache && (cache->vocab() != vocab || cache->temperature() != o.kd.temperature))
     throw Error("the teacher cache holds a vocabulary of " + std::to_string(cache->vocab()) + " at temperature " +
                 std::to_string(cache->temperature()) + "; this run needs " + std::to_string(vocab) + " at " +
@@ -92,19 +97,29 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
     const PackedLayout* layout = batch.layout.defined() ? &batch.layout : nullptr;
     ForwardOptions f;
     f.checkpoint_layers = o.checkpoint_layers;
-    const at::Tensor logits = training_forward(student, batch.inputs, layout, f).logits.narrow(-1, 0, vocab);
+    f.keep_hidden = o.hidden_weight > 0;
+    const ForwardResult out = training_forward(student, batch.inputs, layout, f);
+    const at::Tensor logits = out.logits.narrow(-1, 0, vocab);
     const at::Tensor labels = batch.labels.to(logits.device());
     if (o.cross_entropy_only)
       return {at::cross_entropy_loss(logits.reshape({-1, vocab}).to(at::kFloat), labels.reshape({-1})), {}};
     const at::Tensor mask = batch.mask.to(logits.device());
     const at::Tensor hard = labels.clamp_min(0);  // kd_loss reads labels at scored positions only
-    if (cache && !generated) return {kd_loss_topk(logits, cache->lookup(batch.rows), mask, hard, o.kd).loss, {}};
-    at::Tensor teacher_logits;
+    if (cache && !generated && o.hidden_weight == 0) return {kd_loss_topk(logits, cache->lookup(batch.rows), mask, hard, o.kd).loss, {}};
+    ForwardResult from_teacher;
     {
       at::NoGradGuard no_grad;
-      teacher_logits = teacher->forward(batch.inputs, nullptr, layout).narrow(-1, 0, vocab);
+      ForwardOptions t;
+      t.keep_hidden = o.hidden_weight > 0;
+      from_teacher = training_forward(*teacher, batch.inputs, layout, t);
     }
-    return {kd_loss(logits, teacher_logits, mask, hard, o.kd).loss, {}};
+    at::Tensor loss = kd_loss(logits, from_teacher.logits.narrow(-1, 0, vocab), mask, hard, o.kd).loss;
+    if (o.hidden_weight > 0)
+      loss = loss + o.hidden_weight * hidden_state_loss(out.hidden, from_teacher.hidden,
+                                                        uniform_layer_pairs(int64_t(out.hidden.size()),
+                                                                            int64_t(from_teacher.hidden.size())),
+                                                        mask, o.hidden_loss);
+    return {loss, {}};
   };
 }
 

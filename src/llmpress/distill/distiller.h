@@ -20,6 +20,8 @@ struct DistillOptions {
   double on_policy = 0;             // fraction of steps whose rows the student continues (GKD's lambda)
   bool sequence_kd = false;         // every step's rows continued by the teacher (then the loss on those)
   double sample_temperature = 1.0;  // of the continuations
+  double hidden_weight = 0;         // > 0: plus this times the hidden-state loss between paired layers
+  HiddenLoss hidden_loss = HiddenLoss::Mse;  // (uniform_layer_pairs; equal widths only)
   bool checkpoint_layers = false;
 };
 
