@@ -36,7 +36,7 @@ declare -A LOSS_FLAGS=(
 LOSSES=${LOSSES:-ce fkl rkl jsd tvd skl srkl fkl+ce jsd-onpolicy}
 mkdir -p "$WORK"
 
-ppl() { "$BUILD/llmpress" perplexity -m "$1" -f "$EVAL" -c 256 -t "$THREADS" --json --no-progress | \
+ppl() { "$BUILD/llmpress" perplexity -m "$1" -f "$EVAL" -c 256 -t "$THREADS" --json --no-progress 2>/dev/null | \
   /usr/bin/python3 -c "import json,sys; print('%.4f' % json.loads(sys.stdin.read())['perplexity'])"; }
 
 make_student() {  # name -> folder

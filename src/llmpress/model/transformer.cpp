@@ -149,7 +149,7 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
   const at::Tensor key_pos = at::arange(0, total, hidden.options().dtype(at::kLong)).unsqueeze(0);
   at::Tensor blocked = key_pos > query_pos;  // [length, total]: the future
   if (layout) {
-    const at::Tensor& doc = layout->documents;  // [B, T]: other documents are blocked too
+    const at::Tensor doc = layout->documents.to(hidden.device());  // [B, T]: other documents are blocked too
     blocked = (blocked | (doc.unsqueeze(2) != doc.unsqueeze(1))).view({batch, 1, 1, length, total});
   }
   scores = scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
