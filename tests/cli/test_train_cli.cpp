@@ -83,6 +83,11 @@ TEST(CliTrain, ErrorsComeBeforeAnyWork) {
     EXPECT_NE(r.err.find("error"), std::string::npos) << args << "\n" << r.err;
     EXPECT_FALSE(fs::exists(dir.file("x"))) << args;
   }
+  // A usage error names the problem and the help to read, and exits 2.
+  const auto r = run_llmpress("train -m " + model + " -f " + train_text() + " -o " + dir.file("x") + " --steps 1 --steps 2");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("llmpress train --help"), std::string::npos) << r.err;
 }
 
 TEST(CliDistill, StudentFromTeacherLayersWithACachedTeacher) {

@@ -25,7 +25,12 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Usage errors read like every other error, with where to look, and exit 2 (as getopt tools do).
+    std::string command = "llmpress";
+    for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
+    std::fprintf(stderr, "error: %s\nrun '%s --help' for the options\n", e.what(), command.c_str());
+    return 2;
   } catch (const llmpress::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
