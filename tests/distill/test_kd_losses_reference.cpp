@@ -15,28 +15,17 @@
 
 #include "llmpress/distill/losses.h"
 #include "test_util.h"
+#include "torch_reference.h"
 
 namespace llmpress {
 namespace {
 
 using nlohmann::json;
 
-// Debian's interpreter (the python3 first on PATH may be another one without python3-torch);
-// LLMPRESS_TORCH_PYTHON names another.
-std::string python() {
-  const char* env = std::getenv("LLMPRESS_TORCH_PYTHON");
-  return env && *env ? env : "/usr/bin/python3";
-}
+using test::torch_python;
+using test::torch_reference_unavailable;
 constexpr double kRelTolerance = 1e-5;  // loss: relative; gradients: max abs difference / max |reference|
 constexpr int64_t kB = 3, kT = 6, kV = 37, kTopK = 5;
-
-// Empty when the reference can run; otherwise why not.
-std::string reference_unavailable() {
-  if (!std::filesystem::exists(python())) return python() + " is absent";
-  const std::string probe = python() + " -c 'import torch, numpy' > /dev/null 2>&1";
-  if (std::system(probe.c_str()) != 0) return python() + " cannot import torch and numpy";
-  return "";
-}
 
 // Tensors as raw little-endian files plus their dtype and shape in meta.json.
 class Dump {
@@ -200,7 +189,7 @@ void check_against_reference(at::ScalarType dtype) {
 
   const std::string script = (std::filesystem::path(__FILE__).parent_path() / "kd_losses_reference.py").string();
   const std::string command =
-      python() + " " + script + " " + dir.path() + " > " + dir.file("log") + " 2>&1";
+      torch_python() + " " + script + " " + dir.path() + " > " + dir.file("log") + " 2>&1";
   const int status = std::system(command.c_str());
   std::ifstream log_file(dir.file("log"));
   const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
@@ -261,14 +250,14 @@ void check_against_reference(at::ScalarType dtype) {
 }
 
 TEST(DistillLossesReference, MatchesPyTorchInFloat64) {
-  if (const std::string why = reference_unavailable(); !why.empty())
+  if (const std::string why = torch_reference_unavailable(); !why.empty())
     GTEST_SKIP() << why << ": the PyTorch reference for the distillation losses needs Debian's python3-torch "
                  << "(bash scripts/setup.sh installs it)";
   check_against_reference(at::kDouble);
 }
 
 TEST(DistillLossesReference, MatchesPyTorchInFloat32) {
-  if (const std::string why = reference_unavailable(); !why.empty())
+  if (const std::string why = torch_reference_unavailable(); !why.empty())
     GTEST_SKIP() << why << ": the PyTorch reference for the distillation losses needs Debian's python3-torch "
                  << "(bash scripts/setup.sh installs it)";
   check_against_reference(at::kFloat);

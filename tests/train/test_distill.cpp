@@ -12,21 +12,12 @@
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/parameters.h"
 #include "test_util.h"
+#include "train/train_test_util.h"
 
 namespace llmpress {
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 29;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_layers = 2;
-  c.num_heads = 2;
-  c.num_kv_heads = 1;
-  c.head_dim = 8;
-  return c;
-}
+ModelConfig tiny_config() { return test::tiny_config(29, 2, 1, 8); }
 
 TrainingData tiny_data() {
   at::Generator gen = at::detail::createCPUGenerator(11);

@@ -18,6 +18,7 @@
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/trainer.h"
 #include "test_util.h"
+#include "torch_reference.h"
 
 namespace llmpress {
 namespace {
@@ -25,21 +26,9 @@ namespace {
 using nlohmann::json;
 constexpr const char* kModel = "models/gutenberg-dev-llama-5m";
 
-std::string python() {
-  const char* env = std::getenv("LLMPRESS_TORCH_PYTHON");
-  return env && *env ? env : "/usr/bin/python3";
-}
-
-std::string reference_unavailable() {
-  if (!std::filesystem::exists(python())) return python() + " is absent";
-  if (std::system((python() + " -c 'import torch, numpy' > /dev/null 2>&1").c_str()) != 0)
-    return python() + " cannot import torch and numpy";
-  return "";
-}
-
 #define REQUIRE_TORCH_REFERENCE()                                                                    \
   do {                                                                                               \
-    const std::string why = reference_unavailable();                                                 \
+    const std::string why = test::torch_reference_unavailable();                                                 \
     if (!why.empty()) GTEST_SKIP() << "PyTorch reference unavailable (" << why << "); scripts/setup.sh installs python3-torch"; \
   } while (0)
 
@@ -76,7 +65,7 @@ json reference_input(const TrainingData& data, const TrainOptions& o, const Tran
 json run_reference(const test::TempDir& dir, const json& in, const std::string& grads = "") {
   std::ofstream(dir.file("in.json")) << in.dump();
   const std::string script = (std::filesystem::path(__FILE__).parent_path() / "torch_train_reference.py").string();
-  const std::string command = python() + " " + script + " " + dir.file("in.json") + " " + dir.file("out.json") +
+  const std::string command = test::torch_python() + " " + script + " " + dir.file("in.json") + " " + dir.file("out.json") +
                               (grads.empty() ? "" : " " + grads) + " 2>" + dir.file("err.txt");
   EXPECT_EQ(std::system(command.c_str()), 0) << read_text_file(dir.file("err.txt"));
   return json::parse(read_text_file(dir.file("out.json")));

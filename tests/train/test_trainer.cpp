@@ -16,22 +16,12 @@
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/trainer.h"
 #include "test_util.h"
+#include "train/train_test_util.h"
 
 namespace llmpress {
 namespace {
 
-ModelConfig tiny_config() {
-  ModelConfig c;
-  c.vocab_size = 37;
-  c.hidden_size = 16;
-  c.intermediate_size = 24;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 4;
-  c.rms_norm_eps = 1e-5;
-  return c;
-}
+ModelConfig tiny_config() { return test::tiny_config(37, 4, 2, 4); }
 
 Transformer tiny_model(uint64_t seed = 1) { return random_model(tiny_config(), 0.2, seed); }
 

@@ -10,8 +10,6 @@ namespace llmpress {
 
 namespace {
 
-constexpr int64_t kNotScored = -100;
-
 // Whether step `step` is an on-policy one: a seeded draw per step, the same in a resumed run.
 bool on_policy_step(uint64_t seed, int64_t step, double fraction) {
   if (fraction <= 0) return false;

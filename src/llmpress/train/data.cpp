@@ -14,8 +14,6 @@ namespace llmpress {
 
 namespace {
 
-constexpr int64_t kNotScored = -100;
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }

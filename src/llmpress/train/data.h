@@ -18,6 +18,10 @@ namespace llmpress {
 
 class Tokenizer;
 
+// The label of a position whose prediction is not scored (prompt, padding, a record's last token):
+// PyTorch's cross-entropy ignore_index.
+constexpr int64_t kNotScored = -100;
+
 struct Batch {
   at::Tensor inputs;    // [B, T] int64
   at::Tensor labels;    // [B, T] int64: the token to predict at each position, -100 where not scored
