@@ -57,6 +57,9 @@ TEST(CliTrain, NewModelFromAConfigAndResume) {
   EXPECT_NE(status, 0);
   EXPECT_FALSE(fs::exists(dir.file("new")));
   ASSERT_TRUE(fs::exists(dir.file("new.train-state")));
+  r = run_llmpress(base + " --save-every 1");  // a fresh start refuses to overwrite the state
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
   r = run_llmpress(base + " --save-every 1 --resume");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("resumed"), std::string::npos) << r.err;

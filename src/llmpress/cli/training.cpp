@@ -74,6 +74,10 @@ void prepare_training(TrainFlags& flags) {
   if (flags.seqlen < 2) throw Error("--seqlen must be at least 2");
   TrainOptions& t = flags.train;
   if (t.state_path.empty() && (t.save_every > 0 || t.resume)) t.state_path = flags.output + ".train-state";
+  // A state file left by an interrupted job is never overwritten by a fresh start.
+  if (!t.resume && !t.state_path.empty() && std::filesystem::exists(t.state_path))
+    throw Error(t.state_path + " exists (an interrupted job's training state?): add --resume to continue it, "
+                "or delete it to start afresh");
   t.progress = !flags.no_progress;
   check_train_options(t);
   output_spec(flags);  // a bad output name or type fails before the work
@@ -100,7 +104,9 @@ void write_trained_model(const Transformer& model, const Checkpoint& origin, con
     std::printf("eval perplexity after %lld steps: %.4f\n", (long long)e.step, e.perplexity);
   std::printf("wrote %s (%s, %.2f MiB)\n", written.path.c_str(), written.description.c_str(),
               double(written.bytes) / 1048576.0);
-  if (!flags.train.state_path.empty() && std::filesystem::exists(flags.train.state_path)) {
+  // Only a state this job wrote or resumed from is removed (never a file --state merely named).
+  const bool own_state = flags.train.save_every > 0 || flags.train.resume;
+  if (own_state && !flags.train.state_path.empty() && std::filesystem::exists(flags.train.state_path)) {
     std::filesystem::remove(flags.train.state_path);
     log_note("removed the training checkpoint " + flags.train.state_path + " (the job is complete)");
   }
