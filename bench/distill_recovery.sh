@@ -11,7 +11,8 @@
 #
 # fkl-cacheK: forward KL from a top-K teacher cache (built in the run, its size printed) instead of the online teacher.
 # Environment: SHARED (../shared), THREADS (2), STEPS (300), BATCH (8), SEQLEN (256), LR (1e-3),
-# STUDENTS ("layers sparse24 svdllm heads"), LOSSES (names below, default all), WORK (/tmp/llmpress-bench-distill).
+# STUDENTS ("layers sparse24 svdllm heads"), LOSSES (names below, default all), FLAGS (added to every distill
+# command, e.g. --bf16), WORK (/tmp/llmpress-bench-distill).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -21,6 +22,7 @@ STEPS=${STEPS:-300}
 BATCH=${BATCH:-8}
 SEQLEN=${SEQLEN:-256}
 LR=${LR:-1e-3}
+FLAGS=${FLAGS:-}
 STUDENTS=${STUDENTS:-layers sparse24 svdllm heads}
 WORK=${WORK:-/tmp/llmpress-bench-distill}
 TEACHER="$SHARED/models/gutenberg-dev-llama-5m-long"
@@ -32,6 +34,7 @@ declare -A LOSS_FLAGS=(
   [skl]="--loss skl --alpha 0.1" [srkl]="--loss srkl --alpha 0.1" [fkl+ce]="--loss fkl --ce-weight 0.5"
   [jsd-onpolicy]="--loss jsd --beta 0.5 --on-policy 0.5"
   [fkl-cache8]="--loss fkl --cache-topk 8" [fkl-cache32]="--loss fkl --cache-topk 32"
+  [fkl-cache128]="--loss fkl --cache-topk 128"
 )
 LOSSES=${LOSSES:-ce fkl rkl jsd tvd skl srkl fkl+ce jsd-onpolicy}
 mkdir -p "$WORK"
@@ -51,7 +54,7 @@ make_student() {  # name -> folder
 }
 
 teacher_ppl=$(ppl "$TEACHER")
-echo "teacher gutenberg-dev-llama-5m-long: $teacher_ppl; $STEPS steps of $BATCH x $SEQLEN tokens, lr $LR, $THREADS threads, $(date -u +%F)"
+echo "teacher gutenberg-dev-llama-5m-long: $teacher_ppl; $STEPS steps of $BATCH x $SEQLEN tokens, lr $LR, ${FLAGS:+$FLAGS, }$THREADS threads, $(date -u +%F)"
 printf "| student | perplexity | loss | after | recovered | wall s |\n|---|---|---|---|---|---|\n"
 for s in $STUDENTS; do
   make_student "$s"
@@ -62,7 +65,7 @@ for s in $STUDENTS; do
     [[ $loss == *cache* ]] && rm -f "$out.cache" && cache="--teacher-cache $out.cache"
     start=$(date +%s.%N)
     "$BUILD/llmpress" distill -m "$WORK/student-$s" --teacher "$TEACHER" -f "$TRAIN" -o "$out" ${LOSS_FLAGS[$loss]} $cache \
-      --steps "$STEPS" -b "$BATCH" --seqlen "$SEQLEN" --lr "$LR" --warmup 10 -t "$THREADS" --no-progress \
+      --steps "$STEPS" -b "$BATCH" --seqlen "$SEQLEN" --lr "$LR" --warmup 10 -t "$THREADS" --no-progress $FLAGS \
       > "$out.log" 2>&1 || { tail -3 "$out.log"; exit 1; }
     wall=$(echo "$(date +%s.%N) - $start" | bc -l)
     after=$(ppl "$out")

@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--warmup-steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16) around forward and loss")
     args = ap.parse_args()
     if args.steps < 1:
         ap.error("--steps must be at least 1")
@@ -77,8 +78,9 @@ def main():
     for s in range(args.warmup_steps + args.steps):
         batch = torch.stack([ids[start:start + T + 1] for start in ((s * B + b) * T % usable for b in range(B))])
         t0 = time.perf_counter()
-        logits = ref.forward(config, params, batch[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = ref.forward(config, params, batch[:, :-1])
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), batch[:, 1:].flatten())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params.values(), 1.0)
         opt.step()
@@ -89,7 +91,7 @@ def main():
 
     print(json.dumps({"tokens_per_s": args.steps * B * T / elapsed, "step_s": elapsed / args.steps,
                       "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      "final_loss": final_loss, "threads": args.threads, "torch": torch.__version__}))
+                      "final_loss": final_loss, "bf16": args.bf16, "threads": args.threads, "torch": torch.__version__}))
 
 
 if __name__ == "__main__":

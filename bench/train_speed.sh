@@ -9,7 +9,7 @@
 #   bench/train_speed.sh [BUILD_DIR]
 #
 # Environment: SHARED (../shared), THREADS (2), BATCH (8), SEQLEN (256), STEPS (10), CHECKPOINT (0|1:
-# --gradient-checkpointing for ours), WORK (/tmp/llmpress-bench-train).
+# --gradient-checkpointing for ours), BF16 (0|1: --bf16 for ours, torch.autocast bfloat16 for PyTorch), WORK (/tmp/llmpress-bench-train).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -23,16 +23,18 @@ MODEL="$SHARED/models/gutenberg-dev-llama-5m"
 TEXT="$SHARED/data/gutenberg-dev-train.txt"
 mkdir -p "$WORK"
 EXTRA=""
+TORCH_EXTRA=""
 [ "${CHECKPOINT:-0}" = 1 ] && EXTRA="--gradient-checkpointing"
+[ "${BF16:-0}" = 1 ] && EXTRA="$EXTRA --bf16" && TORCH_EXTRA="--bf16"
 
-echo "model: gutenberg-dev-llama-5m, $STEPS steps of $BATCH x $SEQLEN tokens, $THREADS threads, $(date -u +%F)"
+echo "model: gutenberg-dev-llama-5m, ${EXTRA:+$EXTRA, }$STEPS steps of $BATCH x $SEQLEN tokens, $THREADS threads, $(date -u +%F)"
 /usr/bin/time -v "$BUILD/llmpress" train -m "$MODEL" -f "$TEXT" -o "$WORK/ours" --steps "$STEPS" -b "$BATCH" \
   --seqlen "$SEQLEN" --lr 1e-3 --weight-decay 0.1 --clip 1.0 -t "$THREADS" --no-progress $EXTRA \
   > "$WORK/ours.out" 2> "$WORK/ours.err" || { tail -5 "$WORK/ours.err"; exit 1; }
 ours_tps=$(grep -o '([0-9]* tokens/s)' "$WORK/ours.out" | tr -dc '0-9')
 ours_rss=$(grep "Maximum resident" "$WORK/ours.err" | awk '{print $6}')
 /usr/bin/time -v /usr/bin/python3 bench/torch_train_speed.py --model "$MODEL" --text "$TEXT" --batch-size "$BATCH" \
-  --seqlen "$SEQLEN" --steps "$STEPS" --warmup-steps 0 --threads "$THREADS" --lr 1e-3 \
+  --seqlen "$SEQLEN" --steps "$STEPS" --warmup-steps 0 --threads "$THREADS" --lr 1e-3 $TORCH_EXTRA \
   > "$WORK/torch.out" 2> "$WORK/torch.err" || { tail -5 "$WORK/torch.err"; exit 1; }
 torch_tps=$(/usr/bin/python3 -c "import json,sys; print(round(json.loads(open('$WORK/torch.out').read().strip().splitlines()[-1])['tokens_per_s']))")
 torch_rss=$(grep "Maximum resident" "$WORK/torch.err" | awk '{print $6}')

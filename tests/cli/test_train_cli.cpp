@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include <nlohmann/json.hpp>
 
@@ -115,6 +116,87 @@ TEST(CliDistill, StudentFromTeacherLayersWithACachedTeacher) {
                    train_text() + " -o " + dir.file("gkd.gguf") + " --loss rkl --on-policy 1" + kQuick);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NO_THROW(read_gguf(dir.file("gkd.gguf")));
+}
+
+// The tensors of a written Hugging Face folder, float32.
+std::map<std::string, at::Tensor> model_tensors(const std::string& folder) {
+  const Checkpoint checkpoint = open_checkpoint(folder);
+  std::map<std::string, at::Tensor> out;
+  for (const auto& [name, raw] : checkpoint.tensors) out[name] = checkpoint.load(name);
+  return out;
+}
+
+// prune -> distill as recipe stages (the teacher is the recipe's model): the same student as the
+// distill command makes from the pruned model, trained embeddings and head written, and a job killed
+// in the middle of the distill stage resumes there to the same output.
+TEST(CliDistill, RecipeStageEqualsTheCommandAndResumesMidTraining) {
+  LLMPRESS_REQUIRE_SHARED(kModel);
+  test::TempDir dir;
+  const std::string model = test::shared_path(kModel);
+  const std::string head = "model: " + model + "\ncalibration: {file: " + train_text() +
+                           ", nsamples: 8, seqlen: 64}\nstages:\n  - method: layers\n    count: 2\n";
+  const std::string distill = "  - method: distill\n    data: " + train_text() +
+                              "\n    loss: fkl\n    ce_weight: 0.5\n    steps: 4\n    batch_size: 2\n    seqlen: 32"
+                              "\n    lr: 1e-3\n    save_every: 1\n";
+  std::ofstream(dir.file("pruned.yaml")) << head << "output: {path: " << dir.file("pruned") << ", type: F32}\n";
+  std::ofstream(dir.file("recovered.yaml")) << head << distill << "output: {path: " << dir.file("recovered") << ", type: F32}\n";
+  auto r = run_llmpress("run " + dir.file("pruned.yaml") + " --no-progress -t 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_llmpress("run " + dir.file("recovered.yaml") + " --no-progress -t 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("trained 4 steps"), std::string::npos) << r.out;
+  r = run_llmpress("distill -m " + dir.file("pruned") + " --teacher " + model + " -f " + train_text() + " -o " +
+                   dir.file("command") + " --type F32 --loss fkl --ce-weight 0.5 --steps 4 -b 2 --seqlen 32 --lr 1e-3 "
+                   "--no-progress -t 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto stage = model_tensors(dir.file("recovered")), command = model_tensors(dir.file("command"));
+  const auto pruned = model_tensors(dir.file("pruned"));
+  ASSERT_EQ(stage.size(), command.size());
+  for (const auto& [name, t] : command) {
+    ASSERT_TRUE(stage.count(name)) << name;
+    EXPECT_TRUE(at::equal(stage.at(name), t)) << name;
+  }
+  EXPECT_FALSE(at::equal(stage.at("model.embed_tokens.weight"), pruned.at("model.embed_tokens.weight")));
+  EXPECT_FALSE(at::equal(stage.at("model.norm.weight"), pruned.at("model.norm.weight")));
+
+  // Killed after step 2 of the distill stage, then resumed from its checkpoint in the work folder.
+  const std::string work = dir.file("work");
+  const std::string killed = "LLMPRESS_TEST_KILL_AFTER_STEPS=2 ";
+  const int status = std::system((killed + LLMPRESS_BINARY + " run " + dir.file("recovered.yaml") + " -o " +
+                                  dir.file("resumed") + " --work-dir " + work + " --no-progress -t 2 >/dev/null 2>&1").c_str());
+  EXPECT_NE(status, 0);
+  EXPECT_FALSE(fs::exists(dir.file("resumed")));
+  ASSERT_TRUE(fs::exists(work + "/stage-2-distill/train-state"));
+  r = run_llmpress("run " + dir.file("recovered.yaml") + " -o " + dir.file("resumed") + " --work-dir " + work +
+                   " --resume --no-progress -t 2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resumed from"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(work + "/stage-2-distill/train-state"));
+  for (const auto& [name, t] : model_tensors(dir.file("resumed"))) EXPECT_TRUE(at::equal(stage.at(name), t)) << name;
+}
+
+TEST(CliDistill, RecipeStageErrorsNameTheirLine) {
+  LLMPRESS_REQUIRE_SHARED(kModel);
+  test::TempDir dir;
+  const std::string head = "model: " + test::shared_path(kModel) + "\nstages:\n  - method: distill\n";
+  struct Case {
+    std::string stage, message, line;
+  };
+  const std::vector<Case> cases = {
+      {"    steps: 3\n", "needs training data", "r.yaml:3:"},
+      {"    data: /nonexistent.txt\n", "cannot read", "r.yaml:4:"},
+      {"    data: " + train_text() + "\n    loss: xyz\n", "unknown distillation loss", "r.yaml:5:"},
+      {"    data: " + train_text() + "\n    teacher: /nonexistent\n", "does not exist", "r.yaml:5:"},
+      {"    data: " + train_text() + "\n    on_policy: 2\n", "--on-policy must be in [0, 1]", "r.yaml:3:"},
+  };
+  for (const auto& [stage, message, line] : cases) {
+    std::ofstream(dir.file("r.yaml")) << head << stage << "output: " << dir.file("out") << "\n";
+    const auto r = run_llmpress("run " + dir.file("r.yaml") + " --no-progress");
+    EXPECT_NE(r.exit_code, 0) << stage;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(line), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir.file("out")));
+  }
 }
 
 }  // namespace

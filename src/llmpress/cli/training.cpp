@@ -59,6 +59,9 @@ void add_train_flags(CLI::App& command, TrainFlags& flags) {
                      "regex of the tensors to train, e.g. 'mlp' or 'layers\\.[0-3]\\.' (default: all; quantized layers stay frozen)");
   command.add_flag("--gradient-checkpointing", t.checkpoint_layers,
                    "recompute each decoder layer's activations in the backward pass (less memory, ~1/3 more compute)");
+  command.add_flag("--bf16", t.bf16,
+                   "mixed precision: matrix products in bfloat16 (autocast), weights, gradients and optimizer in float32; "
+                   "fast where the CPU has AMX / AVX512-BF16 (or on a GPU), slow elsewhere");
   command.add_option("--eval", flags.eval_file, "held-out text: perplexity every --eval-every steps and at the end");
   command.add_option("--eval-every", t.eval_every, "steps between evaluations (0: at the end only)")->capture_default_str();
   command.add_option("--eval-ctx", t.eval_context, "--eval: tokens per window")->capture_default_str();

@@ -89,6 +89,10 @@ StageOptions::StageOptions(const MethodSpec& method, const StageSpec& stage)
   }
 }
 
+Error StageOptions::error(const std::string& problem) const {
+  return Error(stage_->where.file.empty() ? problem : stage_->where.describe() + ": " + problem);
+}
+
 Error StageOptions::error(const std::string& name, const std::string& problem) const {
   if (stage_->where.file.empty()) {  // built from a command line: name the flag
     std::string flag = "--" + name;

@@ -44,6 +44,8 @@ class StageOptions {
   bool given(const std::string& name) const { return given_.count(name) != 0; }
   // An Error about option `name` that names where it was given.
   Error error(const std::string& name, const std::string& problem) const;
+  // An Error about the stage as a whole, naming its line.
+  Error error(const std::string& problem) const;
   const std::string& method() const { return method_; }
 
  private:
@@ -73,11 +75,14 @@ struct StageContext {
   int64_t batch_samples = 8;
   bool progress = true;
   std::vector<std::string>* notes;  // lines for the report (e.g. the ranks allocation chose)
+  std::string stage_dir;            // this stage's folder in the work folder
+  bool user_work_dir = false;       // the work folder is the user's (kept): a stage may leave resume points there
+  bool resume = false;              // --resume: continue from them
 };
 
 struct MethodSpec {
   std::string name;
-  std::string family;   // "quantize", "prune" or "lowrank": the command that runs it
+  std::string family;   // "quantize", "prune", "lowrank" (the command that runs it), "train" or "distill"
   std::string summary;  // one line for --help and error messages
   std::vector<OptionSpec> options;
   std::function<bool(const StageOptions&)> needs_calibration;
@@ -88,6 +93,8 @@ struct MethodSpec {
   std::function<std::unique_ptr<Compressor>(const StageOptions&, const StageContext&)> compressor;
   // Whole-model methods (structured pruning): rewrites the loaded model, returns a summary line.
   std::function<std::string(Transformer&, const StageOptions&, const StageContext&)> transform;
+  // A transform that trains: the embeddings, final norm and head change too (saved with the layers).
+  bool trains = false;
 };
 
 struct MethodRegistration {

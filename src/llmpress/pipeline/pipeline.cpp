@@ -139,9 +139,10 @@ std::string stage_folder(const std::string& work, size_t k, const std::string& m
 // A structured stage: the whole model in memory, rewritten, saved as layer files + config.json.
 // Returns the new config; a finished earlier run of the same job is reused.
 ModelConfig run_transform(const MethodSpec& method, const StageOptions& options, const StageContext& context,
-                          const std::string& dir, const std::string& job, bool resume, StageReport& report) {
+                          const std::string& job, StageReport& report) {
+  const std::string& dir = context.stage_dir;
   const std::string state_path = dir + "/state.json";
-  if (resume && fs::exists(state_path)) {
+  if (context.resume && fs::exists(state_path)) {
     const nlohmann::json state = nlohmann::json::parse(read_text_file(state_path), nullptr, false);
     if (state.is_object() && state.value("job", "") == job && state.value("finished", false)) {
       log_info("resuming: stage " + method.name + " already finished in " + dir);
@@ -154,6 +155,7 @@ ModelConfig run_transform(const MethodSpec& method, const StageOptions& options,
   Transformer model = context.source.load(context.device);
   report.notes.push_back(method.transform(model, options, context));
   for (int64_t i = 0; i < model.config.num_layers; ++i) save_layer_file(engine_layer_file(dir, i), model.layers[size_t(i)]);
+  if (method.trains) save_shell_file(shell_file_path(dir), model);
   write_file_atomic(dir + "/config.json", to_hf_config(model.config).dump(2) + "\n");
   write_file_atomic(state_path, nlohmann::json{{"job", job}, {"finished", true}}.dump(2) + "\n");
   return model.config;
@@ -217,6 +219,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
   fs::create_directories(work);
 
   std::unique_ptr<LayerSource> source = std::make_unique<CheckpointSource>(origin);
+  std::string shell_file;  // the embeddings, norm and head of the last training stage
   ModelConfig config = origin.config;
   at::Tensor final_hidden;
   for (size_t k = 0; k < recipe.stages.size(); ++k) {
@@ -225,9 +228,9 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
     const StageOptions stage_options(method, stage);
     StageReport stage_report;
     stage_report.method = method.name;
-    const StageContext context{*source, config, origin, tokens, options.device, options.batch_samples,
-                               options.progress, &stage_report.notes};
     const std::string dir = stage_folder(work, k, method.name);
+    const StageContext context{*source, config, origin, tokens, options.device, options.batch_samples,
+                               options.progress, &stage_report.notes, dir, !options.work_dir.empty(), options.resume};
     log_info(strprintf("stage %zu/%zu: %s", k + 1, recipe.stages.size(), method.name.c_str()));
     const auto stage_start = std::chrono::steady_clock::now();
     std::string identity;
@@ -236,7 +239,8 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
                  std::to_string(tokens.size(0)) + "x" + std::to_string(tokens.size(1)) + "|" +
                  std::to_string(tokens.sum().item<int64_t>());
       stage_report.description = method.name + " " + stage.options.dump();
-      config = run_transform(method, stage_options, context, dir, identity, options.resume, stage_report);
+      config = run_transform(method, stage_options, context, identity, stage_report);
+      if (method.trains) shell_file = shell_file_path(dir);
       final_hidden = at::Tensor();
     } else {
       RoutingCompressor compressor(method.compressor(stage_options, context), stage.targets, stage.ignore);
@@ -263,14 +267,20 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
     }
     stage_report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - stage_start).count();
     report.stages.push_back(stage_report);
-    source = std::make_unique<StageOutput>(origin, config, dir, identity);
+    source = std::make_unique<StageOutput>(origin, config, dir, identity, shell_file);
   }
 
   SinkInput sink{*source, origin, output};
+  Transformer trained_shell;
+  if (!shell_file.empty()) {
+    trained_shell = source->load_shell(at::kCPU);
+    sink.shell = &trained_shell;
+  }
   sink.keep_encoded = final_state.ggml && !recipe.stages.empty();
   // llama.cpp's imatrix entry for output.weight (the head's inputs), when the blocks were calibrated.
   if (output.format == "gguf" && final_state.ggml && final_hidden.defined() && tokens.size(0) > 0)
-    sink.head_importance = head_importance(origin.load("model.norm.weight"), origin.config.rms_norm_eps, final_hidden);
+    sink.head_importance = head_importance(sink.shell ? trained_shell.norm : origin.load("model.norm.weight"),
+                                           origin.config.rms_norm_eps, final_hidden);
   final_hidden = at::Tensor();  // not held while the output is written
   Recipe provenance = recipe;
   provenance.output = output;

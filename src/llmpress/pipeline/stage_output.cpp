@@ -3,12 +3,26 @@
 #include "llmpress/calib/engine.h"
 #include "llmpress/core/error.h"
 #include "llmpress/io/checkpoint.h"
+#include "llmpress/io/tensor_file.h"
 #include "llmpress/model/layer_file.h"
 
 namespace llmpress {
 
-StageOutput::StageOutput(const Checkpoint& origin, ModelConfig config, std::string dir, std::string identity)
-    : origin_(origin), config_(std::move(config)), dir_(std::move(dir)), identity_(std::move(identity)) {}
+StageOutput::StageOutput(const Checkpoint& origin, ModelConfig config, std::string dir, std::string identity,
+                         std::string shell_file)
+    : origin_(origin),
+      config_(std::move(config)),
+      dir_(std::move(dir)),
+      identity_(std::move(identity)),
+      shell_file_(std::move(shell_file)) {}
+
+std::string shell_file_path(const std::string& dir) { return dir + "/shell.bin"; }
+
+void save_shell_file(const std::string& path, const Transformer& model) {
+  TensorMap tensors = {{"embed_tokens", model.embed_tokens.detach()}, {"norm", model.norm.detach()}};
+  if (!model.config.tie_word_embeddings) tensors["lm_head"] = model.lm_head.weight->dense().detach();
+  save_tensor_file(path, tensors);
+}
 
 Transformer StageOutput::load_shell(const at::Device& device) const {
   Transformer shell = Transformer::load_shell(origin_, device);
@@ -16,6 +30,19 @@ Transformer StageOutput::load_shell(const at::Device& device) const {
   shell.rope = Rope(config_, device);
   shell.layers.clear();
   shell.layers.resize(size_t(config_.num_layers));
+  if (shell_file_.empty()) return shell;
+  TensorMap trained = load_tensor_file(shell_file_, device);
+  const std::vector<int64_t> matrix = {config_.vocab_size, config_.hidden_size};
+  const auto take = [&](const char* name, const std::vector<int64_t>& shape) {
+    const auto it = trained.find(name);
+    if (it == trained.end() || it->second.sizes().vec() != shape || it->second.scalar_type() != at::kFloat)
+      throw file_error(shell_file_, std::string(name) + " is missing or does not have the shape the model needs");
+    return it->second;
+  };
+  shell.embed_tokens = take("embed_tokens", matrix);
+  shell.norm = take("norm", {config_.hidden_size});
+  shell.lm_head.weight =
+      std::make_shared<DenseWeight>(config_.tie_word_embeddings ? shell.embed_tokens : take("lm_head", matrix));
   return shell;
 }
 

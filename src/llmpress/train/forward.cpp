@@ -1,5 +1,6 @@
 #include "llmpress/train/forward.h"
 
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 namespace llmpress {
@@ -21,6 +22,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     ctx->saved_data["model"] = int64_t(reinterpret_cast<intptr_t>(model));
     ctx->saved_data["layer"] = layer;
     ctx->saved_data["layout"] = int64_t(reinterpret_cast<intptr_t>(layout));
+    ctx->saved_data["bf16"] = Bf16Autocast::active();  // the recomputation runs in the same precision
     return model->layers[size_t(layer)].forward(hidden, model->config, model->rope, 0, nullptr, layout);
   }
 
@@ -32,6 +34,7 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
     at::Tensor output;
     {
       at::AutoGradMode enable(true);
+      const Bf16Autocast autocast(input.device(), ctx->saved_data["bf16"].toBool());
       output = model->layers[size_t(layer)].forward(input, model->config, model->rope, 0, nullptr, layout);
     }
     output.backward(grad_outputs[0]);
@@ -40,6 +43,40 @@ struct CheckpointedLayer : public torch::autograd::Function<CheckpointedLayer> {
 };
 
 }  // namespace
+
+Bf16Autocast::Bf16Autocast(const at::Device& device, bool enabled) : enabled_(enabled), cuda_(device.is_cuda()) {
+  if (!enabled_) return;
+  if (cuda_) {
+    was_enabled_ = at::autocast::is_enabled();
+    was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+}
+
+Bf16Autocast::~Bf16Autocast() {
+  if (!enabled_) return;
+  // The bfloat16 copies of the weights are cached while autocast is on; drop them at the outermost exit.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda_) {
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(was_dtype_);
+  } else {
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
+}
+
+bool Bf16Autocast::active() {
+  return (at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == at::kBFloat16) ||
+         (at::autocast::is_enabled() && at::autocast::get_autocast_gpu_dtype() == at::kBFloat16);
+}
 
 ForwardResult training_forward(const Transformer& model, const at::Tensor& tokens, const PackedLayout* layout,
                                const ForwardOptions& options) {

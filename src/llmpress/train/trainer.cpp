@@ -30,7 +30,7 @@ nlohmann::json job_identity(const TrainOptions& o, const TrainingData& data, con
   return {{"steps", o.steps}, {"batch_size", o.batch_size}, {"grad_accum", o.grad_accum}, {"lr", o.lr},
           {"min_lr", o.min_lr}, {"warmup", o.warmup}, {"schedule", o.schedule}, {"betas", {o.beta1, o.beta2}},
           {"eps", o.eps}, {"weight_decay", o.weight_decay}, {"decay_all", o.decay_all}, {"clip", o.clip},
-          {"seed", o.seed}, {"data", std::to_string(data.fingerprint())}, {"parameters", names}};
+          {"seed", o.seed}, {"bf16", o.bf16}, {"data", std::to_string(data.fingerprint())}, {"parameters", names}};
 }
 
 void save_state(const std::string& path, int64_t step, const std::vector<Parameter>& params, AdamW& optimizer,
@@ -196,7 +196,10 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
     if (scored == 0) throw Error(strprintf("step %lld has no scored token (every label is masked)", (long long)step + 1));
     double step_loss = 0, step_report = 0;
     for (const Batch& batch : batches) {
-      const StepLoss r = loss(batch, step);
+      const StepLoss r = [&] {
+        const Bf16Autocast autocast(model.device(), o.bf16);
+        return loss(batch, step);
+      }();
       const double weight = double(batch.scored()) / double(scored);  // token mean over the whole step
       (r.loss * weight).backward();
       step_loss += r.loss.item<double>() * weight;

@@ -31,6 +31,7 @@ struct TrainOptions {
   uint64_t seed = 0;            // data order (and the caller's sampling)
   std::string trainable;        // regex of parameter names to train (empty: every trainable tensor)
   bool checkpoint_layers = false;  // activation checkpointing per decoder layer
+  bool bf16 = false;            // matrix products in bfloat16 (autocast); weights and optimizer float32
 
   std::vector<int32_t> eval_tokens;  // held-out text (empty: no evaluation)
   int64_t eval_every = 0;            // steps between evaluations (0: at the end only)

@@ -1,0 +1,178 @@
+// Training as a recipe stage: `train` fine-tunes the model on text or prompt/response records, and
+// `distill` makes it match a teacher (by default the recipe's own input model: prune -> distill is
+// Minitron-style recovery). Both run on the whole loaded model, like the structured stages, and leave
+// the trained embeddings, final norm and head beside the layers (the stage's shell file).
+#include <filesystem>
+#include <fstream>
+
+#include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
+#include "llmpress/data/text.h"
+#include "llmpress/distill/distiller.h"
+#include "llmpress/io/checkpoint.h"
+#include "llmpress/pipeline/method.h"
+#include "llmpress/tokenizer/tokenizer.h"
+#include "llmpress/train/data.h"
+#include "llmpress/train/parameters.h"
+
+namespace llmpress {
+
+namespace {
+
+std::vector<OptionSpec> training_options() {
+  return {
+      {"data", OptionType::String, nullptr, "training data: plain text, or .jsonl prompt/response (loss on the response) or text records"},
+      {"steps", OptionType::Integer, 100, "optimizer steps"},
+      {"batch_size", OptionType::Integer, 8, "rows per forward pass"},
+      {"grad_accum", OptionType::Integer, 1, "forward passes per step"},
+      {"seqlen", OptionType::Integer, 256, "tokens per row"},
+      {"lr", OptionType::Number, 1e-4, "peak learning rate"},
+      {"min_lr", OptionType::Number, 0.0, "learning rate at the end of the schedule (-1: lr / 10)"},
+      {"warmup", OptionType::Integer, 0, "steps of linear warm-up"},
+      {"schedule", OptionType::String, "cosine", "after the warm-up: cosine, linear or constant"},
+      {"weight_decay", OptionType::Number, 0.0, "AdamW's decoupled weight decay, on matrices"},
+      {"clip", OptionType::Number, 1.0, "max global gradient norm (0: none)"},
+      {"seed", OptionType::Integer, 0, "seed of the data order and of sampling"},
+      {"trainable", OptionType::String, nullptr, "regex of the tensors to train (default: all; quantized layers stay frozen)"},
+      {"gradient_checkpointing", OptionType::Boolean, false, "recompute each layer's activations in the backward pass"},
+      {"bf16", OptionType::Boolean, false, "matrix products in bfloat16 (autocast); weights and optimizer float32"},
+      {"eval", OptionType::String, nullptr, "held-out text: perplexity at the end of the stage"},
+      {"save_every", OptionType::Integer, 50, "steps between training checkpoints in the work folder (with --work-dir)"},
+  };
+}
+
+TrainOptions train_options(const StageOptions& o) {
+  TrainOptions t;
+  t.steps = o.integer("steps");
+  t.batch_size = o.integer("batch_size");
+  t.grad_accum = o.integer("grad_accum");
+  t.lr = o.number("lr");
+  t.min_lr = o.number("min_lr");
+  t.warmup = o.integer("warmup");
+  t.schedule = o.text("schedule");
+  t.weight_decay = o.number("weight_decay");
+  t.clip = o.number("clip");
+  t.seed = uint64_t(o.integer("seed"));
+  t.trainable = o.text("trainable");
+  t.checkpoint_layers = o.flag("gradient_checkpointing");
+  t.bf16 = o.flag("bf16");
+  return t;
+}
+
+DistillOptions distill_options(const StageOptions& o) {
+  DistillOptions d;
+  const std::string loss = o.text("loss");
+  d.cross_entropy_only = loss == "ce";
+  if (!d.cross_entropy_only) d.kd.divergence = parse_kd_divergence(loss);
+  d.kd.beta = o.number("beta");
+  d.kd.skew_alpha = o.number("alpha");
+  d.kd.temperature = o.number("temperature");
+  d.kd.ce_weight = o.number("ce_weight");
+  d.on_policy = o.number("on_policy");
+  d.sequence_kd = o.flag("seq_kd");
+  d.sample_temperature = o.number("sample_temperature");
+  d.checkpoint_layers = o.flag("gradient_checkpointing");
+  return d;
+}
+
+void check_readable(const StageOptions& o, const std::string& name) {
+  const std::string path = o.text(name);
+  if (!std::filesystem::is_regular_file(path) || !std::ifstream(path))
+    throw o.error(name, path + ": cannot read (no such file, or not a readable file)");
+}
+
+void check_training(const StageOptions& o, ModelState&) {
+  if (!o.given("data")) throw o.error("data", o.method() + " needs training data: data: FILE (text or .jsonl)");
+  check_readable(o, "data");
+  if (o.given("eval")) check_readable(o, "eval");
+  if (o.integer("seqlen") < 2) throw o.error("seqlen", "seqlen must be at least 2");
+  if (o.integer("save_every") < 0) throw o.error("save_every", "save_every must not be negative");
+  if (o.method() == "distill") {
+    if (o.given("teacher") && !std::filesystem::exists(o.text("teacher")))
+      throw o.error("teacher", "the teacher " + o.text("teacher") + " does not exist");
+    try {
+      if (o.text("loss") != "ce") parse_kd_divergence(o.text("loss"));
+    } catch (const Error& e) {
+      throw o.error("loss", e.what());
+    }
+  }
+  try {
+    check_train_options(train_options(o));
+    if (o.method() == "distill") check_distill_options(distill_options(o), false);
+  } catch (const Error& e) {
+    throw o.error(e.what());
+  }
+}
+
+std::string transform(Transformer& model, const StageOptions& o, const StageContext& context) {
+  const auto tokenizer = load_tokenizer(context.origin);
+  const TrainingData data = TrainingData::load(o.text("data"), *tokenizer, o.integer("seqlen"));
+  TrainOptions t = train_options(o);
+  t.progress = context.progress;
+  if (context.user_work_dir) {  // a work folder of the user's: checkpoints, and --resume continues
+    t.state_path = context.stage_dir + "/train-state";
+    t.save_every = o.integer("save_every");
+    t.resume = context.resume && std::filesystem::exists(t.state_path);
+  }
+  if (o.given("eval")) t.eval_tokens = tokenizer->encode(read_text_file(o.text("eval")));
+  model = deep_copy(model);  // its own tensors, whatever the source shares
+
+  TrainResult result;
+  if (o.method() == "train") {
+    result = train(model, data, cross_entropy_loss(model, t.checkpoint_layers), t);
+  } else {
+    const DistillOptions d = distill_options(o);
+    check_distill_options(d, data.packed());
+    const std::string teacher_path = o.given("teacher") ? o.text("teacher") : context.origin.path;
+    const Checkpoint opened = o.given("teacher") ? open_checkpoint(teacher_path) : Checkpoint{};
+    const Checkpoint& teacher_checkpoint = o.given("teacher") ? opened : context.origin;
+    const auto teacher_tokenizer = load_tokenizer(teacher_checkpoint);
+    check_vocabularies(*tokenizer, model.config.vocab_size, *teacher_tokenizer, teacher_checkpoint.config.vocab_size);
+    log_info("teacher: " + teacher_path);
+    const Transformer teacher = Transformer::load(teacher_checkpoint, context.device);
+    result = train(model, data,
+                   distillation_loss(model, &teacher, nullptr, tokenizer->vocab_size(), d, t.seed), t);
+  }
+  if (!t.state_path.empty()) std::filesystem::remove(t.state_path);  // the stage is finished
+  std::string summary = strprintf("trained %lld steps on %s: loss %.4f -> %.4f", (long long)t.steps,
+                                  data.description().c_str(), result.losses.empty() ? 0.0 : result.losses.front(),
+                                  result.losses.empty() ? 0.0 : result.losses.back());
+  if (!result.evals.empty()) summary += strprintf("; eval perplexity %.4f", result.evals.back().perplexity);
+  return summary;
+}
+
+MethodSpec training_method(const std::string& name) {
+  MethodSpec m;
+  m.name = name;
+  m.family = name;
+  m.options = training_options();
+  if (name == "train") {
+    m.summary = "fine-tune on text or prompt/response records (cross-entropy, AdamW)";
+  } else {
+    m.summary = "knowledge distillation from a teacher (default: the recipe's input model)";
+    const std::vector<OptionSpec> kd = {
+        {"teacher", OptionType::String, nullptr, "teacher model (default: the recipe's model, before any stage)"},
+        {"loss", OptionType::String, "fkl", "ce, fkl, rkl, jsd, tvd, skl or srkl"},
+        {"beta", OptionType::Number, 0.5, "jsd: beta (0 -> forward KL, 1 -> reverse KL)"},
+        {"alpha", OptionType::Number, 0.1, "skl / srkl: skew alpha"},
+        {"temperature", OptionType::Number, 1.0, "softmax temperature of teacher and student"},
+        {"ce_weight", OptionType::Number, 0.0, "weight of hard-label cross-entropy in the loss (0..1)"},
+        {"on_policy", OptionType::Number, 0.0, "fraction of steps on the student's own continuations (GKD lambda)"},
+        {"seq_kd", OptionType::Boolean, false, "sequence-level KD: rows continued by the teacher"},
+        {"sample_temperature", OptionType::Number, 1.0, "on_policy / seq_kd sampling temperature (0: greedy)"},
+    };
+    m.options.insert(m.options.begin() + 1, kd.begin(), kd.end());
+  }
+  m.trains = true;
+  m.needs_calibration = [](const StageOptions&) { return false; };
+  m.check = check_training;
+  m.transform = transform;
+  return m;
+}
+
+const MethodRegistration train_stage(training_method("train"));
+const MethodRegistration distill_stage(training_method("distill"));
+
+}  // namespace
+
+}  // namespace llmpress
