@@ -118,6 +118,33 @@ TEST(CliDistill, StudentFromTeacherLayersWithACachedTeacher) {
   EXPECT_NO_THROW(read_gguf(dir.file("gkd.gguf")));
 }
 
+// A new, narrower student from a config, taught through a hidden-state projection: killed and resumed,
+// the projection's training state comes back with the model's (the same bytes as an uninterrupted run).
+TEST(CliDistill, NewNarrowerStudentWithAHiddenProjectionResumes) {
+  LLMPRESS_REQUIRE_SHARED(kTeacher);
+  test::TempDir dir;
+  auto config = nlohmann::json::parse(test::slurp(test::shared_path(kTeacher) + "/config.json"));
+  config["hidden_size"] = 128;
+  config["intermediate_size"] = 256;
+  config["num_hidden_layers"] = 2;
+  std::ofstream(dir.file("config.json")) << config.dump();
+  const std::string base = "distill --teacher " + test::shared_path(kTeacher) + " --init-config " + dir.file("config.json") +
+                           " -f " + train_text() + " -o " + dir.file("small") + " --hidden-weight 0.5 --save-every 1" + kQuick;
+  auto r = run_llmpress(base);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("256 x 128 projection"), std::string::npos) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(test::slurp(dir.file("small/config.json")))["hidden_size"], 128);
+  ASSERT_TRUE(fs::exists(dir.file("small/tokenizer.model")));  // the teacher's
+  const std::string first = test::slurp(dir.file("small/model.safetensors"));
+  fs::remove_all(dir.file("small"));
+  const int status =
+      std::system(("LLMPRESS_TEST_KILL_AFTER_STEPS=2 " + std::string(LLMPRESS_BINARY) + " " + base + " >/dev/null 2>&1").c_str());
+  EXPECT_NE(status, 0);
+  r = run_llmpress(base + " --resume");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::slurp(dir.file("small/model.safetensors")), first);
+}
+
 // The tensors of a written Hugging Face folder, float32.
 std::map<std::string, at::Tensor> model_tensors(const std::string& folder) {
   const Checkpoint checkpoint = open_checkpoint(folder);

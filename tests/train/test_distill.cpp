@@ -110,6 +110,38 @@ TEST(Distill, ContinuationsAreSeededAndScoredWhereGenerated) {
   EXPECT_TRUE(at::equal(greedy.inputs, continue_rows(model, batch, 0.0, 2).inputs));
 }
 
+// A student narrower than its teacher: the hidden-state loss goes through a learned projection that
+// trains with the student (equal widths need none).
+TEST(Distill, HiddenStatesOfANarrowerStudentGoThroughATrainedProjection) {
+  const Transformer teacher = random_model(tiny_config(), 0.3, 1);
+  ModelConfig narrow = tiny_config();
+  narrow.hidden_size = 8;
+  Transformer student = random_model(narrow, 0.3, 2);
+  DistillOptions o;
+  o.hidden_weight = 1.0;
+  EXPECT_TRUE(hidden_projection(deep_copy(teacher), teacher, o, 0).empty());
+  EXPECT_THROW(distillation_loss(student, &teacher, nullptr, 29, o, 0), Error);  // widths differ, no projection
+  const std::vector<Parameter> projection = hidden_projection(student, teacher, o, 0);
+  ASSERT_EQ(projection.size(), 1u);
+  EXPECT_EQ(projection[0].tensor.sizes().vec(), (std::vector<int64_t>{16, 8}));
+  EXPECT_TRUE(at::equal(projection[0].tensor, hidden_projection(student, teacher, o, 0)[0].tensor));  // seeded
+  const at::Tensor before = projection[0].tensor.detach().clone();
+  const LossFunction loss = distillation_loss(student, &teacher, nullptr, 29, o, 0, projection);
+  DistillOptions logits_only = o;
+  logits_only.hidden_weight = 0;
+  const Batch batch = tiny_data().batch({0, 3});
+  EXPECT_GT(loss_of(loss, batch), loss_of(distillation_loss(student, &teacher, nullptr, 29, logits_only, 0), batch));
+  TrainOptions t;
+  t.steps = 3;
+  t.batch_size = 2;
+  t.lr = 1e-2;
+  t.progress = false;
+  const TrainResult result = train(student, tiny_data(), loss, t, projection);
+  EXPECT_FALSE(at::equal(before, projection[0].tensor));
+  EXPECT_FALSE(projection[0].tensor.requires_grad());
+  EXPECT_LT(result.losses.back(), result.losses.front());
+}
+
 TEST(Distill, OptionsAndVocabulariesAreChecked) {
   DistillOptions o;
   o.on_policy = 1.5;

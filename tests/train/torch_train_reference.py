@@ -138,8 +138,9 @@ def main():
         assert count > 0, f"step {i} scores no token"
         total = 0.0
         for mb in batches:
-            logits = forward(config, params, mb["inputs"], mb.get("positions"), mb.get("segments"))
-            ce = F.cross_entropy(logits.flatten(0, 1), mb["labels"].flatten(), ignore_index=-100, reduction="sum")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("bf16", False)):
+                logits = forward(config, params, mb["inputs"], mb.get("positions"), mb.get("segments"))
+            ce = F.cross_entropy(logits.float().flatten(0, 1), mb["labels"].flatten(), ignore_index=-100, reduction="sum")
             (ce / count).backward()
             total += ce.item()
         losses.append(total / count)

@@ -22,6 +22,7 @@ struct DistillCommand {
   std::string cache;
   int64_t cache_topk = 64;
   std::string init_layers;
+  std::string init_config;
   std::string hidden_loss = "mse";
 };
 
@@ -52,8 +53,9 @@ std::vector<int64_t> rows_read(const TrainingData& data, const TrainOptions& t) 
 void run(DistillCommand& command) {
   TrainFlags& flags = command.flags;
   DistillOptions& d = command.distill;
-  if (flags.model.model.empty() == command.init_layers.empty())
-    throw Error("give the student with -m STUDENT, or make it from chosen teacher layers with --init-from-teacher 0,2,4");
+  if (int(!flags.model.model.empty()) + int(!command.init_layers.empty()) + int(!command.init_config.empty()) != 1)
+    throw Error("give the student with -m STUDENT, make it from chosen teacher layers with --init-from-teacher 0,2,4, "
+                "or a new one from a Hugging Face config with --init-config CONFIG.json (one of the three)");
   d.cross_entropy_only = command.loss == "ce";
   if (!d.cross_entropy_only) d.kd.divergence = parse_kd_divergence(command.loss);
   d.checkpoint_layers = flags.train.checkpoint_layers;
@@ -63,7 +65,14 @@ void run(DistillCommand& command) {
   prepare_training(flags);
   const at::Device device = parse_device(flags.model.device);
   const Checkpoint teacher_checkpoint = open_model(command.teacher);
-  const Checkpoint origin = command.init_layers.empty() ? open_model(flags.model) : teacher_checkpoint;
+  Checkpoint origin;
+  Transformer student;
+  if (!command.init_config.empty())
+    std::tie(origin, student) = new_model(command.init_config, flags.model.tokenizer.empty()
+                                                                   ? teacher_checkpoint.tokenizer_file
+                                                                   : flags.model.tokenizer, flags.train.seed);
+  else
+    origin = command.init_layers.empty() ? open_model(flags.model) : teacher_checkpoint;
   const auto teacher_tokenizer = load_tokenizer(teacher_checkpoint);
   const auto tokenizer = load_tokenizer(origin);
   check_vocabularies(*tokenizer, origin.config.vocab_size, *teacher_tokenizer, teacher_checkpoint.config.vocab_size);
@@ -76,8 +85,10 @@ void run(DistillCommand& command) {
   const bool needs_teacher = (!d.cross_entropy_only && !cached) || !command.init_layers.empty() || d.sequence_kd ||
                              d.on_policy > 0 || d.hidden_weight > 0;
   const Transformer teacher = needs_teacher ? Transformer::load(teacher_checkpoint, device) : Transformer{};
-  Transformer student = command.init_layers.empty() ? deep_copy(Transformer::load(origin, device))
-                                                    : copy_layers(teacher, parse_layers(command.init_layers));
+  if (!command.init_layers.empty())
+    student = copy_layers(teacher, parse_layers(command.init_layers));
+  else if (command.init_config.empty())
+    student = deep_copy(Transformer::load(origin, device));
   std::optional<TeacherCache> cache;
   if (!command.cache.empty() && !d.cross_entropy_only) {
     if (!cached) {
@@ -90,9 +101,14 @@ void run(DistillCommand& command) {
                        (long long)cache->vocab(), double(cache->bytes()) / 1048576.0));
   }
   flags.train.eval_tokens = eval_tokens(flags, *tokenizer);
+  const std::vector<Parameter> projection =
+      needs_teacher ? hidden_projection(student, teacher, d, flags.train.seed) : std::vector<Parameter>{};
+  if (!projection.empty())
+    log_info(strprintf("hidden-state loss through a learned %lld x %lld projection (trained, then discarded)",
+                       (long long)teacher.config.hidden_size, (long long)student.config.hidden_size));
   const LossFunction loss = distillation_loss(student, needs_teacher ? &teacher : nullptr, cache ? &*cache : nullptr,
-                                              tokenizer->vocab_size(), d, flags.train.seed);
-  const TrainResult result = train(student, data, loss, flags.train);
+                                              tokenizer->vocab_size(), d, flags.train.seed, projection);
+  const TrainResult result = train(student, data, loss, flags.train, projection);
   write_trained_model(student, origin, flags, result);
 }
 
@@ -118,13 +134,17 @@ void register_distill(CLI::App& app) {
   sub->add_option("--sample-temperature", d.sample_temperature, "--on-policy / --seq-kd sampling temperature (0: greedy)")
       ->capture_default_str();
   sub->add_option("--hidden-weight", d.hidden_weight,
-                  "add this times a hidden-state loss between evenly paired student / teacher layers")->capture_default_str();
+                  "add this times a hidden-state loss between evenly paired student / teacher layers (through a learned "
+                  "projection where the widths differ)")->capture_default_str();
   sub->add_option("--hidden-loss", command->hidden_loss, "--hidden-weight: mse or cosine")->capture_default_str();
   sub->add_option("--teacher-cache", command->cache,
                   "top-k teacher file: built on first use for the rows this run reads, then read instead of running the teacher");
   sub->add_option("--cache-topk", command->cache_topk, "--teacher-cache: log-probabilities kept per token")->capture_default_str();
   sub->add_option("--init-from-teacher", command->init_layers,
                   "student = these teacher layers, e.g. 0,1,2,5 (instead of -m)");
+  sub->add_option("--init-config", command->init_config,
+                  "student = a new, randomly initialised model of this Hugging Face config.json (instead of -m; "
+                  "the teacher's tokenizer unless --tokenizer)");
   sub->footer("examples:\n"
               "  llmpress prune -m TEACHER -o pruned --method layers --ratio 0.33 --calib calib.txt\n"
               "  llmpress distill -m pruned --teacher TEACHER -f train.txt -o recovered --loss fkl --ce-weight 0.5 "

@@ -1,13 +1,7 @@
 // llmpress train: language-model training and supervised fine-tuning of a model, or of a new one
 // initialised from a Hugging Face config.
-#include <nlohmann/json.hpp>
-
-#include <filesystem>
-
 #include "llmpress/cli/training.h"
 #include "llmpress/core/error.h"
-#include "llmpress/data/text.h"
-#include "llmpress/io/hf_config.h"
 #include "llmpress/train/parameters.h"
 
 namespace llmpress::cli {
@@ -19,32 +13,6 @@ struct TrainCommand {
   std::string init_config;
 };
 
-// A model of CONFIG.json's architecture, randomly initialised; the tokenizer is --tokenizer or the
-// one beside the config.
-std::pair<Checkpoint, Transformer> new_model(const std::string& config_path, const TrainFlags& flags) {
-  namespace fs = std::filesystem;
-  const nlohmann::json json = [&] {
-    try {
-      return nlohmann::json::parse(read_text_file(config_path));
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(config_path + ": not JSON (" + std::string(e.what()) + ")");
-    }
-  }();
-  Checkpoint origin;
-  origin.path = fs::path(config_path).parent_path().string();
-  if (origin.path.empty()) origin.path = ".";
-  origin.config = parse_hf_config(json, config_path);
-  origin.tokenizer_file = flags.model.tokenizer;
-  for (const char* name : {"tokenizer.model", "tokenizer.json"})
-    if (origin.tokenizer_file.empty() && fs::exists(fs::path(origin.path) / name))
-      origin.tokenizer_file = (fs::path(origin.path) / name).string();
-  if (origin.tokenizer_file.empty())
-    throw Error(config_path + ": no tokenizer.model or tokenizer.json beside it; name one with --tokenizer");
-  const double range = json.is_object() ? json.value("initializer_range", 0.02) : 0.02;
-  Transformer model = random_model(origin.config, range, flags.train.seed);
-  return {std::move(origin), std::move(model)};
-}
-
 void run(TrainCommand& command) {
   TrainFlags& flags = command.flags;
   if (flags.model.model.empty() == command.init_config.empty())
@@ -53,7 +21,7 @@ void run(TrainCommand& command) {
   Checkpoint origin;
   Transformer model;
   if (!command.init_config.empty()) {
-    std::tie(origin, model) = new_model(command.init_config, flags);
+    std::tie(origin, model) = new_model(command.init_config, flags.model.tokenizer, flags.train.seed);
   } else {
     origin = open_model(flags.model);
     model = deep_copy(Transformer::load(origin, parse_device(flags.model.device)));

@@ -2,6 +2,8 @@
 
 #include <ATen/Parallel.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 
@@ -9,8 +11,10 @@
 #include "llmpress/core/log.h"
 #include "llmpress/core/progress.h"
 #include "llmpress/data/text.h"
+#include "llmpress/io/hf_config.h"
 #include "llmpress/model/layer_source.h"
 #include "llmpress/pipeline/model_sink.h"
+#include "llmpress/train/parameters.h"
 
 namespace llmpress::cli {
 
@@ -30,6 +34,30 @@ OutputSpec output_spec(const TrainFlags& flags) {
 }
 
 }  // namespace
+
+std::pair<Checkpoint, Transformer> new_model(const std::string& config_path, const std::string& tokenizer, uint64_t seed) {
+  namespace fs = std::filesystem;
+  const nlohmann::json json = [&] {
+    try {
+      return nlohmann::json::parse(read_text_file(config_path));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(config_path + ": not JSON (" + std::string(e.what()) + ")");
+    }
+  }();
+  Checkpoint origin;
+  origin.path = fs::path(config_path).parent_path().string();
+  if (origin.path.empty()) origin.path = ".";
+  origin.config = parse_hf_config(json, config_path);
+  origin.tokenizer_file = tokenizer;
+  for (const char* name : {"tokenizer.model", "tokenizer.json"})
+    if (origin.tokenizer_file.empty() && fs::exists(fs::path(origin.path) / name))
+      origin.tokenizer_file = (fs::path(origin.path) / name).string();
+  if (origin.tokenizer_file.empty())
+    throw Error(config_path + ": no tokenizer.model or tokenizer.json beside it; name one with --tokenizer");
+  const double range = json.is_object() ? json.value("initializer_range", 0.02) : 0.02;
+  Transformer model = random_model(origin.config, range, seed);
+  return {std::move(origin), std::move(model)};
+}
 
 void add_train_flags(CLI::App& command, TrainFlags& flags) {
   TrainOptions& t = flags.train;

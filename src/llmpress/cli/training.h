@@ -26,6 +26,10 @@ void add_train_flags(CLI::App& command, TrainFlags& flags);
 // Sets threads and checks the flags that need no model (before any work).
 void prepare_training(TrainFlags& flags);
 
+// A new model of CONFIG.json's architecture, randomly initialised (seeded); the tokenizer is `tokenizer`
+// or the one beside the config.
+std::pair<Checkpoint, Transformer> new_model(const std::string& config_path, const std::string& tokenizer, uint64_t seed);
+
 // The held-out tokens of --eval (empty without it).
 std::vector<int32_t> eval_tokens(const TrainFlags& flags, const Tokenizer& tokenizer);
 

@@ -1,5 +1,7 @@
 #include "llmpress/distill/distiller.h"
 
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <random>
 
 #include "llmpress/core/error.h"
@@ -68,20 +70,31 @@ Batch continue_rows(const Transformer& model, const Batch& batch, double tempera
   return out;
 }
 
+std::vector<Parameter> hidden_projection(const Transformer& student, const Transformer& teacher,
+                                         const DistillOptions& o, uint64_t seed) {
+  const int64_t d_student = student.config.hidden_size, d_teacher = teacher.config.hidden_size;
+  if (o.hidden_weight <= 0 || d_student == d_teacher) return {};
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  const at::Tensor weight = make_hidden_projection(d_teacher, d_student, at::kFloat, generator).to(student.device());
+  return {Parameter{"distill.hidden_projection", weight.detach().requires_grad_(true), {}, true}};
+}
+
 LossFunction distillation_loss(const Transformer& student, const Transformer* teacher, const TeacherCache* cache,
-                               int64_t vocab, const DistillOptions& o, uint64_t seed) {
+                               int64_t vocab, const DistillOptions& o, uint64_t seed,
+                               const std::vector<Parameter>& projection) {
   if (!o.cross_entropy_only && !teacher && !cache) throw Error("knowledge distillation needs a teacher or a teacher cache");
   if ((o.sequence_kd || o.on_policy > 0) && !teacher) throw Error("--on-policy and --seq-kd need the teacher model");
   if (o.hidden_weight > 0 && (!teacher || o.cross_entropy_only))
     throw Error("--hidden-weight needs a KD loss and the teacher model (not its cache)");
-  if (o.hidden_weight > 0 && teacher->config.hidden_size != student.config.hidden_size)
-    throw Error("--hidden-weight: the student's hidden size differs from the teacher's (a learned projection is not "
-                "available from the command line)");
+  if (o.hidden_weight > 0 && teacher->config.hidden_size != student.config.hidden_size && projection.empty())
+    throw Error("--hidden-weight: the student's hidden size differs from the teacher's and no projection was given");
+  std::vector<at::Tensor> projections;
+  for (const Parameter& p : projection) projections.push_back(p.tensor);
   if (cache && (cache->vocab() != vocab || cache->temperature() != o.kd.temperature))
     throw Error("the teacher cache holds a vocabulary of " + std::to_string(cache->vocab()) + " at temperature " +
                 std::to_string(cache->temperature()) + "; this run needs " + std::to_string(vocab) + " at " +
                 std::to_string(o.kd.temperature) + " (delete the cache to rebuild it)");
-  return [&student, teacher, cache, vocab, o, seed](const Batch& given, int64_t step) -> StepLoss {
+  return [&student, teacher, cache, vocab, o, seed, projections](const Batch& given, int64_t step) -> StepLoss {
     const uint64_t step_seed = seed * 1000003 + uint64_t(step);
     Batch batch = given;
     bool generated = true;
@@ -116,7 +129,7 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
       loss = loss + o.hidden_weight * hidden_state_loss(out.hidden, from_teacher.hidden,
                                                         uniform_layer_pairs(int64_t(out.hidden.size()),
                                                                             int64_t(from_teacher.hidden.size())),
-                                                        mask, o.hidden_loss);
+                                                        mask, o.hidden_loss, projections);
     return {loss, {}};
   };
 }

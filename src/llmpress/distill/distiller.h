@@ -21,7 +21,7 @@ struct DistillOptions {
   bool sequence_kd = false;         // every step's rows continued by the teacher (then the loss on those)
   double sample_temperature = 1.0;  // of the continuations
   double hidden_weight = 0;         // > 0: plus this times the hidden-state loss between paired layers
-  HiddenLoss hidden_loss = HiddenLoss::Mse;  // (uniform_layer_pairs; equal widths only)
+  HiddenLoss hidden_loss = HiddenLoss::Mse;  // (uniform_layer_pairs; hidden_projection where widths differ)
   bool checkpoint_layers = false;
 };
 
@@ -32,10 +32,17 @@ void check_distill_options(const DistillOptions& options, bool packed_data);
 // tokenizer's vocabulary may differ, and are left out of the loss). Error naming the first difference.
 void check_vocabularies(const Tokenizer& student, int64_t student_rows, const Tokenizer& teacher, int64_t teacher_rows);
 
+// The projection the hidden-state loss trains when student and teacher widths differ (one [d_teacher,
+// d_student] matrix shared by every layer pair, seeded; discarded after training); none otherwise.
+std::vector<Parameter> hidden_projection(const Transformer& student, const Transformer& teacher,
+                                         const DistillOptions& options, uint64_t seed);
+
 // The loss of one micro-batch. `teacher` may be null when every step reads the cache (`cache` set and
-// no on-policy / sequence-level steps); `vocab` is the tokenizer's vocabulary size (the scored ids).
+// no on-policy / sequence-level steps); `vocab` is the tokenizer's vocabulary size (the scored ids);
+// `projection`: hidden_projection's, trained with the student (pass it to train() as `extra`).
 LossFunction distillation_loss(const Transformer& student, const Transformer* teacher, const TeacherCache* cache,
-                               int64_t vocab, const DistillOptions& options, uint64_t seed);
+                               int64_t vocab, const DistillOptions& options, uint64_t seed,
+                               const std::vector<Parameter>& projection = {});
 
 // Continues the first half of each row of `batch` (plain windows) with `model`'s samples at
 // `temperature`, seeded: the rows become prompt + continuation, scored on the continuation only.

@@ -293,7 +293,8 @@ KdLossResult kd_loss_topk(const at::Tensor& student_logits, const TopKTeacher& t
 
 // ---- hidden states -----------------------------------------------------------------------------------
 
-at::Tensor make_hidden_projection(int64_t d_teacher, int64_t d_student, at::TensorOptions options) {
+at::Tensor make_hidden_projection(int64_t d_teacher, int64_t d_student, at::TensorOptions options,
+                                  c10::optional<at::Generator> generator) {
   if (d_teacher < 1 || d_student < 1)
     throw Error("distillation: projection widths must be positive, got [" + std::to_string(d_teacher) + ", " +
                 std::to_string(d_student) + "]");
@@ -301,7 +302,7 @@ at::Tensor make_hidden_projection(int64_t d_teacher, int64_t d_student, at::Tens
   at::Tensor weight = at::empty({d_teacher, d_student}, options);
   {
     at::NoGradGuard no_grad;
-    weight.uniform_(-bound, bound);
+    weight.uniform_(-bound, bound, generator);
   }
   return weight.set_requires_grad(true);
 }

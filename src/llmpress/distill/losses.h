@@ -140,8 +140,9 @@ KdLossResult kd_loss_topk(const at::Tensor& student_logits, const TopKTeacher& t
 enum class HiddenLoss { Mse, Cosine };
 
 // A trainable projection [d_teacher, d_student] (requires_grad), initialized as torch.nn.Linear's weight
-// (uniform in +-1/sqrt(d_student)); float32 unless told otherwise.
-at::Tensor make_hidden_projection(int64_t d_teacher, int64_t d_student, at::TensorOptions options = at::kFloat);
+// (uniform in +-1/sqrt(d_student)); float32 unless told otherwise; from `generator` when given.
+at::Tensor make_hidden_projection(int64_t d_teacher, int64_t d_student, at::TensorOptions options = at::kFloat,
+                                  c10::optional<at::Generator> generator = c10::nullopt);
 
 // student [B, T, d_s], teacher [B, T, d_t] (detached), mask [B, T] (undefined = all scored);
 // projection [d_t, d_s] or undefined (then d_s must equal d_t). Token mean of the per-position loss.

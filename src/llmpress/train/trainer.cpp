@@ -144,9 +144,11 @@ double learning_rate(const TrainOptions& o, int64_t step) {
   return o.lr;
 }
 
-TrainResult train(Transformer& model, const TrainingData& data, const LossFunction& loss, const TrainOptions& o) {
+TrainResult train(Transformer& model, const TrainingData& data, const LossFunction& loss, const TrainOptions& o,
+                  const std::vector<Parameter>& extra) {
   check_train_options(o);
-  const std::vector<Parameter> params = select_trainable(model, o.trainable);
+  std::vector<Parameter> params = select_trainable(model, o.trainable);
+  params.insert(params.end(), extra.begin(), extra.end());
   std::vector<at::Tensor> decay, no_decay;
   for (const Parameter& p : params) (p.decay || o.decay_all ? decay : no_decay).push_back(p.tensor);
   const AdamWOptions base = AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(0.0);

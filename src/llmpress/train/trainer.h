@@ -74,7 +74,9 @@ struct TrainResult {
 // Trains `model`'s parameters matching options.trainable on `data` with `loss`. With resume, the
 // state file's parameters, optimizer moments and step are restored first (and must belong to the same
 // model and options). Throws Error when a loss is NaN or infinite (the last checkpoint is kept).
-TrainResult train(Transformer& model, const TrainingData& data, const LossFunction& loss, const TrainOptions& options);
+// `extra`: tensors the loss owns (a hidden-state projection), trained, checkpointed and resumed with the model's.
+TrainResult train(Transformer& model, const TrainingData& data, const LossFunction& loss, const TrainOptions& options,
+                  const std::vector<Parameter>& extra = {});
 
 // Plain language-model / SFT loss: token-mean cross-entropy of the student on the batch's labels.
 LossFunction cross_entropy_loss(const Transformer& model, bool checkpoint_layers);
