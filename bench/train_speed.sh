@@ -25,7 +25,7 @@ mkdir -p "$WORK"
 EXTRA=""
 TORCH_EXTRA=""
 [ "${CHECKPOINT:-0}" = 1 ] && EXTRA="--gradient-checkpointing"
-[ "${BF16:-0}" = 1 ] && EXTRA="$EXTRA --bf16" && TORCH_EXTRA="--bf16"
+[ "${BF16:-0}" = 1 ] && EXTRA="${EXTRA:+$EXTRA }--bf16" && TORCH_EXTRA="--bf16"
 
 echo "model: gutenberg-dev-llama-5m, ${EXTRA:+$EXTRA, }$STEPS steps of $BATCH x $SEQLEN tokens, $THREADS threads, $(date -u +%F)"
 /usr/bin/time -v "$BUILD/llmpress" train -m "$MODEL" -f "$TEXT" -o "$WORK/ours" --steps "$STEPS" -b "$BATCH" \
