@@ -65,16 +65,16 @@ TEST(AtomicDirectory, BuildsAndReplacesAFolderOnlyOnCommit) {
   const std::string out = dir.file("model");
   {
     AtomicDirectory folder(out);
-    write_file_atomic(folder.file("config.json"), "{1}");
+    write_file_atomic(folder.file("config.json"), R"({"llmpress": {"n": 1}})");
     EXPECT_FALSE(fs::exists(out));
     folder.commit();
   }
-  EXPECT_EQ(slurp(out + "/config.json"), "{1}");
+  EXPECT_EQ(slurp(out + "/config.json"), R"({"llmpress": {"n": 1}})");
   {
     AtomicDirectory folder(out);  // abandoned: the first folder stays
-    write_file_atomic(folder.file("config.json"), "{2}");
+    write_file_atomic(folder.file("config.json"), R"({"llmpress": {"n": 2}})");
   }
-  EXPECT_EQ(slurp(out + "/config.json"), "{1}");
+  EXPECT_EQ(slurp(out + "/config.json"), R"({"llmpress": {"n": 1}})");
   {
     AtomicDirectory folder(out);
     write_file_atomic(folder.file("weights.bin"), "w");
@@ -83,6 +83,32 @@ TEST(AtomicDirectory, BuildsAndReplacesAFolderOnlyOnCommit) {
   EXPECT_FALSE(fs::exists(out + "/config.json"));  // replaced as a whole
   EXPECT_EQ(slurp(out + "/weights.bin"), "w");
   EXPECT_EQ(entries(dir.path()), 1u);  // no .tmp or .old leftovers
+}
+
+// Nothing the user had is replaced: a folder of other files (or another tool's model) is refused before
+// any work; an empty folder or one of our outputs is fine; a file output is never a folder.
+TEST(AtomicDirectory, RefusesAFolderThatIsNotAnLlmpressOutput) {
+  test::TempDir dir;
+  fs::create_directories(dir.file("mine"));
+  write_file_atomic(dir.file("mine/notes.txt"), "precious");
+  fs::create_directories(dir.file("theirs"));
+  write_file_atomic(dir.file("theirs/config.json"), R"({"model_type": "llama"})");
+  for (const char* name : {"mine", "theirs"}) {
+    try {
+      check_output_path(dir.file(name), true);
+      FAIL() << name << " must be refused";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("refusing to replace"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(AtomicDirectory folder(dir.file(name)), Error);
+  }
+  EXPECT_EQ(slurp(dir.file("mine/notes.txt")), "precious");
+  fs::create_directories(dir.file("empty"));
+  EXPECT_NO_THROW(check_output_path(dir.file("empty"), true));
+  EXPECT_NO_THROW(check_output_path(dir.file("new"), true));
+  EXPECT_NO_THROW(check_output_path(dir.file("new.gguf"), false));
+  EXPECT_THROW(check_output_path(dir.file("empty"), false), Error);  // a file output onto a folder
+  EXPECT_THROW(check_output_path(dir.file("no/such/out.gguf"), false), Error);
 }
 
 TEST(AtomicDirectory, RefusesToReplaceAFile) {

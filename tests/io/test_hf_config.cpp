@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "io_test_builders.h"
 #include "llmpress/core/error.h"
 #include "llmpress/io/hf_config.h"
@@ -205,4 +207,25 @@ TEST(ModelConfig, GutenbergParameterCount) {
   EXPECT_EQ(c.parameter_count(), 4984064);  // its README
   EXPECT_EQ(c.head_dim, 64);
   EXPECT_EQ(c.num_kv_heads, 2);
+}
+
+// Regression (issue 13's mutation run): a value nested 100,000 deep or 100 KB long gives a one-line
+// error that describes it, where printing it whole overflowed the stack.
+TEST(HfConfig, DeepOrHugeValuesGiveAShortError) {
+  test::TempDir dir;
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string huge = "\"" + std::string(100000, 'x') + "\"";
+  for (const std::string& value : {deep, huge}) {
+    std::string text = llama2_7b().dump();
+    text.replace(text.find("4096"), 4, value);  // hidden_size
+    std::ofstream(dir.file("config.json")) << text;
+    try {
+      read_hf_config(dir.file("config.json"));
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("hidden_size must be an integer"), std::string::npos) << msg.substr(0, 200);
+      EXPECT_LT(msg.size(), 300u);
+    }
+  }
 }

@@ -147,11 +147,13 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
     if (state_path.empty()) throw Error("--resume needs a work directory");
     if (fs::exists(state_path)) {
       const nlohmann::json state = nlohmann::json::parse(read_text_file(state_path), nullptr, false);
-      if (!state.is_object()) throw file_error(state_path, "is not a resume state (corrupt JSON); remove the work directory");
-      if (state.value("job", "") != job)
+      const bool valid = state.is_object() && state.contains("job") && state["job"].is_string() &&
+                         state.value("finished_layers", nlohmann::json()).is_number_integer();
+      if (!valid) throw file_error(state_path, "is not a resume state (corrupt JSON); remove the work directory");
+      if (state["job"] != job)
         throw file_error(state_path, "was written by a different job (model, method or calibration data); "
                                      "use another work directory or remove this one");
-      first_layer = state.value("finished_layers", int64_t(0));
+      first_layer = state["finished_layers"].get<int64_t>();
       if (first_layer < 0 || first_layer > num_layers) throw file_error(state_path, "bad finished_layers");
       for (int64_t i = 0; i < first_layer && options.on_layer; ++i)
         options.on_layer(i, load_layer_file(engine_layer_file(options.work_dir, i), device), at::Tensor());

@@ -8,7 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "llmpress/core/error.h"
 
@@ -99,13 +102,44 @@ void write_file_atomic(const std::string& path, const std::string& content) {
   file.commit();
 }
 
+namespace {
+
+bool written_by_llmpress(const fs::path& folder) {
+  std::error_code ec;
+  const fs::path config = folder / "config.json";
+  if (!fs::is_regular_file(config, ec) || fs::file_size(config, ec) > (1u << 20)) return false;
+  std::ifstream in(config);
+  const nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return json.is_object() && json.contains("llmpress");
+}
+
+}  // namespace
+
+void check_output_path(const std::string& given, bool folder) {
+  std::string path = given;
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  if (path.empty()) throw Error("the output name is empty");
+  const std::string dir = parent_dir(path);
+  if (!fs::is_directory(dir)) throw file_error(path, "cannot write: folder " + dir + " does not exist");
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw file_error(path, "cannot write into " + dir + " (" + errno_text() + ")");
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  if (!folder) {
+    if (fs::is_directory(path, ec))
+      throw file_error(path, "is a folder; this output is a file: give a file name (e.g. NAME.gguf)");
+    return;
+  }
+  if (!fs::is_directory(path, ec)) throw file_error(path, "exists and is not a folder; refusing to replace it");
+  if (fs::is_empty(path, ec) || written_by_llmpress(path)) return;
+  throw file_error(path, "exists and holds files that are not an llmpress model; refusing to replace them: "
+                         "choose another output name, or move them away");
+}
+
 AtomicDirectory::AtomicDirectory(const std::string& path) : path_(path) {
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
-  if (path_.empty()) throw Error("output folder is empty");
-  if (fs::exists(path_) && !fs::is_directory(path_))
-    throw file_error(path_, "exists and is not a folder; refusing to replace it");
+  check_output_path(path_, true);
   const std::string dir = parent_dir(path_);
-  if (!fs::is_directory(dir)) throw file_error(path_, "cannot write: folder " + dir + " does not exist");
   std::string pattern = path_ + ".tmp-XXXXXX";
   if (!::mkdtemp(pattern.data()))
     throw file_error(path_, "cannot create temporary folder in " + dir + ": " + errno_text());

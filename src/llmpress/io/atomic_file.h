@@ -39,10 +39,16 @@ class AtomicFile {
 // Whole-file convenience: writes `content` to `path` atomically.
 void write_file_atomic(const std::string& path, const std::string& content);
 
+// Throws Error naming `path` unless it can receive an output, so that a job fails before its work and
+// never replaces what the user had: its folder exists and is writable; a file output is not a folder;
+// a folder output is absent, empty, or a model folder llmpress wrote (config.json with an "llmpress"
+// section) — any other folder is refused.
+void check_output_path(const std::string& path, bool folder);
+
 // A directory built in "DEST.tmp-XXXXXX" next to DEST and renamed into place by commit().
-// An existing DEST directory is replaced only after the new one is complete (it is moved aside,
-// the new one renamed in, then the old one deleted). An existing DEST that is not a directory is
-// refused. Without commit() the destructor removes the temporary directory.
+// An existing DEST directory (check_output_path) is replaced only after the new one is complete (it is
+// moved aside, the new one renamed in, then the old one deleted). Without commit() the destructor
+// removes the temporary directory.
 class AtomicDirectory {
  public:
   explicit AtomicDirectory(const std::string& path);

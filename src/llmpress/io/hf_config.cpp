@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/json_excerpt.h"
 
 namespace llmpress {
 
@@ -27,28 +28,28 @@ int64_t get_int(const json& object, const char* key, int64_t fallback, const std
     const double d = value->get<double>();
     if (d == double(int64_t(d)) && d > -9.2e18 && d < 9.2e18) return int64_t(d);
   }
-  throw file_error(source, std::string(key) + " must be an integer, got " + value->dump());
+  throw file_error(source, std::string(key) + " must be an integer, got " + json_excerpt(*value));
 }
 
 double get_double(const json& object, const char* key, double fallback, const std::string& source) {
   const json* value = find_value(object, key);
   if (!value) return fallback;
   if (value->is_number()) return value->get<double>();
-  throw file_error(source, std::string(key) + " must be a number, got " + value->dump());
+  throw file_error(source, std::string(key) + " must be a number, got " + json_excerpt(*value));
 }
 
 bool get_bool(const json& object, const char* key, bool fallback, const std::string& source) {
   const json* value = find_value(object, key);
   if (!value) return fallback;
   if (value->is_boolean()) return value->get<bool>();
-  throw file_error(source, std::string(key) + " must be true or false, got " + value->dump());
+  throw file_error(source, std::string(key) + " must be true or false, got " + json_excerpt(*value));
 }
 
 std::string get_string(const json& object, const char* key, const std::string& fallback, const std::string& source) {
   const json* value = find_value(object, key);
   if (!value) return fallback;
   if (value->is_string()) return value->get<std::string>();
-  throw file_error(source, std::string(key) + " must be a string, got " + value->dump());
+  throw file_error(source, std::string(key) + " must be a string, got " + json_excerpt(*value));
 }
 
 // eos_token_id may be a list (Llama 3 instruct): the first id is the one we stop on by default.

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/json_excerpt.h"
 #include "llmpress/io/mapped_file.h"
 
 namespace llmpress {
@@ -50,7 +51,7 @@ uint64_t read_u64_le(const uint8_t* p) {
 
 int64_t json_dim(const json& value, const std::string& path, const std::string& what) {
   if (!value.is_number_unsigned() && !(value.is_number_integer() && value.get<int64_t>() >= 0)) {
-    throw file_error(path, what + " must be a non-negative integer, got " + value.dump());
+    throw file_error(path, what + " must be a non-negative integer, got " + json_excerpt(value));
   }
   const uint64_t v = value.get<uint64_t>();
   if (v > uint64_t(kMaxDimension)) throw file_error(path, what + " " + std::to_string(v) + " is out of range");

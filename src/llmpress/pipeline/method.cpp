@@ -3,6 +3,7 @@
 #include <map>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/json_excerpt.h"
 
 namespace llmpress {
 
@@ -83,7 +84,7 @@ StageOptions::StageOptions(const MethodSpec& method, const StageSpec& stage)
     if (it->second->type == OptionType::String && v.is_number()) v = v.dump();  // e.g. a bare 8 for a type
     if (!fits(v, it->second->type))
       throw error(key, "option '" + key + "' of " + method.name + " must be " + type_name(it->second->type) +
-                           ", got " + value.dump());
+                           ", got " + json_excerpt(value));
     values_[key] = v;
     given_.insert(key);
   }

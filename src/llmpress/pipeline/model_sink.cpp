@@ -14,6 +14,7 @@
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/export/sparse_checkpoint_writer.h"
 #include "llmpress/export/tokenizer_files.h"
+#include "llmpress/io/atomic_file.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/lowrank/low_rank_weight.h"
 #include "llmpress/model/sparse_weight.h"
@@ -465,6 +466,12 @@ OutputSpec resolve_output(OutputSpec output, const std::string& fallback_format)
       throw fail("type " + output.type + " is a GGUF type: write GGUF (-o NAME.gguf), or use F32, F16 or BF16 for " +
                  output.format + " output");
     if (output.type.empty()) output.type = "F32";
+  }
+  try {
+    check_output_path(output.path, output.format != "gguf");
+  } catch (const Error& e) {
+    if (output.where.file.empty()) throw;  // the message names the path already
+    throw fail(e.what());
   }
   return output;
 }

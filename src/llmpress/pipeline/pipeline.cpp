@@ -144,7 +144,8 @@ ModelConfig run_transform(const MethodSpec& method, const StageOptions& options,
   const std::string state_path = dir + "/state.json";
   if (context.resume && fs::exists(state_path)) {
     const nlohmann::json state = nlohmann::json::parse(read_text_file(state_path), nullptr, false);
-    if (state.is_object() && state.value("job", "") == job && state.value("finished", false)) {
+    if (state.is_object() && state.contains("job") && state["job"] == job && state.contains("finished") &&
+        state["finished"] == true) {
       log_info("resuming: stage " + method.name + " already finished in " + dir);
       const ModelConfig config = read_hf_config(dir + "/config.json");
       report.resumed_layers = config.num_layers;

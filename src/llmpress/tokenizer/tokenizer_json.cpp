@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/json_excerpt.h"
 
 namespace llmpress {
 namespace {
@@ -188,7 +189,7 @@ TokenizerJson read(const std::string& path, const json& root, int64_t vocab_size
     } else if (merge.is_array() && merge.size() == 2) {
       vocab.merges.push_back(merge[0].get<std::string>() + " " + merge[1].get<std::string>());
     } else {
-      throw Error("merge entry " + merge.dump() + " is neither \"a b\" nor [\"a\", \"b\"]");
+      throw Error("merge entry " + json_excerpt(merge) + " is neither \"a b\" nor [\"a\", \"b\"]");
     }
   }
 
