@@ -1,5 +1,9 @@
 #include "llmpress/io/atomic_file.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -116,6 +120,56 @@ TEST(AtomicDirectory, RefusesToReplaceAFile) {
   write_file_atomic(dir.file("model"), "x");
   EXPECT_THROW(AtomicDirectory folder(dir.file("model")), Error);
   EXPECT_EQ(slurp(dir.file("model")), "x");
+}
+
+// A PID that no longer runs: a child that has exited and been reaped.
+pid_t finished_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ::waitpid(child, nullptr, 0);
+  return child;
+}
+
+// What a killed run left (its PID gone) is removed when the next writer of that output starts; a
+// live process's temporaries and the user's previous folder are kept.
+TEST(AtomicFile, TemporariesOfKilledRunsAreRemovedByTheNextWriter) {
+  test::TempDir dir;
+  const std::string dead = std::to_string(finished_pid()), alive = std::to_string(::getppid());
+  write_file_atomic(dir.file("out.gguf.tmp-" + dead + "-a1b2c3"), "partial");
+  write_file_atomic(dir.file("out.gguf.tmp-" + alive + "-d4e5f6"), "someone else's");
+  write_file_atomic(dir.file("other.gguf.tmp-" + dead + "-a1b2c3"), "another output's");
+  write_file_atomic(dir.file("out.gguf"), "new");
+  EXPECT_FALSE(fs::exists(dir.file("out.gguf.tmp-" + dead + "-a1b2c3")));
+  EXPECT_TRUE(fs::exists(dir.file("out.gguf.tmp-" + alive + "-d4e5f6")));
+  EXPECT_TRUE(fs::exists(dir.file("other.gguf.tmp-" + dead + "-a1b2c3")));
+  // Folders: a half-built one goes; a moved-aside previous one goes only once the new one is in place.
+  fs::create_directories(dir.file("model.tmp-" + dead + "-x/sub"));
+  fs::create_directories(dir.file("model.old-" + dead + "-y"));
+  EXPECT_EQ(remove_stale_temporaries(dir.path(), "model.tmp-", dir.file("model")), 1);
+  EXPECT_TRUE(fs::exists(dir.file("model.old-" + dead + "-y")));  // no model/ yet: this is the user's
+  fs::create_directories(dir.file("model"));
+  { AtomicDirectory folder(dir.file("model")); }
+  EXPECT_FALSE(fs::exists(dir.file("model.old-" + dead + "-y")));
+  fs::create_directories(dir.file(".llmpress-work-" + dead + "-z"));
+  EXPECT_EQ(remove_stale_temporaries(dir.path(), ".llmpress-work-"), 1);
+}
+
+// Ctrl-C during a write: the process ends by the signal and leaves no temporary file.
+TEST(AtomicFile, InterruptRemovesTheTemporaryFile) {
+  test::TempDir dir;
+  const pid_t child = ::fork();
+  if (child == 0) {
+    install_interrupt_cleanup();
+    AtomicFile file(dir.file("out.gguf"));
+    file.write(std::string(1 << 20, 'x'));
+    ::raise(SIGINT);
+    ::_exit(0);  // not reached
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+  EXPECT_EQ(entries(dir.path()), 0u);
 }
 
 }  // namespace

@@ -5,9 +5,11 @@
 #include "llmpress/core/error.h"
 #include "llmpress/core/runtime.h"
 #include "llmpress/core/version.h"
+#include "llmpress/io/atomic_file.h"
 
 int main(int argc, char** argv) {
   llmpress::tune_memory_allocator();
+  llmpress::install_interrupt_cleanup();
   CLI::App app{"llmpress: compress Llama-family language models (quantization, pruning, distillation, "
                "low-rank factorization) and evaluate the result"};
   app.set_version_flag("--version", std::string("llmpress ") + llmpress::version());

@@ -1,12 +1,15 @@
 #include "llmpress/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <filesystem>
 #include <fstream>
 #include <vector>
@@ -35,14 +38,88 @@ void sync_directory(const std::string& dir) {
   ::close(fd);
 }
 
+// The temporary files being written, for the signal handler: fixed slots (no allocation in the
+// handler), each published by its `ready` flag only once its path is complete, so the handler never
+// reads a half-written path (a prefix of one could name the user's own file).
+struct TemporarySlot {
+  std::atomic<bool> ready{false};
+  char path[4096];
+};
+TemporarySlot temporary_slots[64];
+std::mutex temporary_slots_mutex;
+
+int register_temporary(const std::string& path) {
+  if (path.size() >= sizeof(TemporarySlot::path)) return -1;
+  std::lock_guard<std::mutex> lock(temporary_slots_mutex);
+  for (int i = 0; i < 64; ++i) {
+    TemporarySlot& slot = temporary_slots[i];
+    if (slot.ready.load()) continue;
+    std::memcpy(slot.path, path.c_str(), path.size() + 1);
+    slot.ready.store(true, std::memory_order_release);
+    return i;
+  }
+  return -1;  // more than 64 open at once: left to the next run's cleanup
+}
+
+void unregister_temporary(int slot) {
+  if (slot >= 0) temporary_slots[slot].ready.store(false, std::memory_order_release);
+}
+
+void on_interrupt(int signal) {
+  for (TemporarySlot& slot : temporary_slots)
+    if (slot.ready.load(std::memory_order_acquire)) ::unlink(slot.path);
+  ::signal(signal, SIG_DFL);
+  ::raise(signal);
+}
+
+bool process_gone(const std::string& pid_text) {
+  if (pid_text.empty() || pid_text.size() > 9 || pid_text.find_first_not_of("0123456789") != std::string::npos)
+    return false;
+  const pid_t pid = pid_t(std::stol(pid_text));
+  return pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH;
+}
+
 }  // namespace
+
+std::string temporary_pattern(const std::string& prefix) {
+  return prefix + std::to_string(::getpid()) + "-XXXXXX";
+}
+
+int remove_stale_temporaries(const std::string& folder, const std::string& prefix, const std::string& dest) {
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  const std::string old_prefix = dest.empty() ? "" : fs::path(dest).filename().string() + ".old-";
+  for (const auto& entry : fs::directory_iterator(folder, ec)) {
+    const std::string name = entry.path().filename().string();
+    for (const std::string& p : {prefix, old_prefix}) {
+      if (p.empty() || name.rfind(p, 0) != 0) continue;
+      const std::string rest = name.substr(p.size());
+      const size_t dash = rest.find('-');
+      if (dash == std::string::npos || !process_gone(rest.substr(0, dash))) continue;
+      if (p == old_prefix && !fs::exists(dest, ec)) continue;  // the user's previous folder, not yet replaced
+      stale.push_back(entry.path());
+    }
+  }
+  for (const fs::path& path : stale) fs::remove_all(path, ec);
+  return int(stale.size());
+}
+
+void install_interrupt_cleanup() {
+  struct sigaction action {};
+  action.sa_handler = on_interrupt;
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   if (path.empty()) throw Error("output path is empty");
   if (fs::is_directory(path)) throw file_error(path, "is a directory, expected a file path");
   const std::string dir = parent_dir(path);
   if (!fs::is_directory(dir)) throw file_error(path, "cannot write: folder " + dir + " does not exist");
-  std::string pattern = path + ".tmp-XXXXXX";
+  const std::string prefix = fs::path(path).filename().string() + ".tmp-";
+  remove_stale_temporaries(dir, prefix);
+  std::string pattern = (fs::path(dir) / temporary_pattern(prefix)).string();
   const int fd = ::mkstemp(pattern.data());
   if (fd < 0) throw file_error(path, "cannot create temporary file in " + dir + ": " + errno_text());
   // mkstemp creates mode 0600; give the result the usual permissions (umask applies).
@@ -50,10 +127,12 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
   ::umask(mask);
   ::fchmod(fd, 0666 & ~mask);
   temp_path_ = pattern;
+  slot_ = register_temporary(temp_path_);
   file_ = ::fdopen(fd, "wb");
   if (!file_) {
     ::close(fd);
     ::unlink(temp_path_.c_str());
+    unregister_temporary(slot_);
     throw file_error(path, "cannot open temporary file: " + errno_text());
   }
   static constexpr size_t kBufferBytes = 1 << 20;
@@ -64,6 +143,7 @@ AtomicFile::~AtomicFile() {
   if (committed_) return;
   if (file_) std::fclose(file_);
   ::unlink(temp_path_.c_str());
+  unregister_temporary(slot_);
 }
 
 void AtomicFile::write(const void* data, size_t size) {
@@ -93,6 +173,7 @@ void AtomicFile::commit() {
   if (::rename(temp_path_.c_str(), path_.c_str()) != 0)
     throw file_error(path_, "cannot rename temporary file into place: " + errno_text());
   committed_ = true;
+  unregister_temporary(slot_);
   sync_directory(parent_dir(path_));
 }
 
@@ -140,7 +221,9 @@ AtomicDirectory::AtomicDirectory(const std::string& path) : path_(path) {
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   check_output_path(path_, true);
   const std::string dir = parent_dir(path_);
-  std::string pattern = path_ + ".tmp-XXXXXX";
+  const std::string prefix = fs::path(path_).filename().string() + ".tmp-";
+  remove_stale_temporaries(dir, prefix, path_);
+  std::string pattern = (fs::path(dir) / temporary_pattern(prefix)).string();
   if (!::mkdtemp(pattern.data()))
     throw file_error(path_, "cannot create temporary folder in " + dir + ": " + errno_text());
   temp_path_ = pattern;
@@ -160,7 +243,7 @@ void AtomicDirectory::commit() {
   if (fs::exists(path_)) {
     if (!fs::is_directory(path_)) throw file_error(path_, "exists and is not a folder; refusing to replace it");
     // Move the old folder aside under a unique name, then swap the new one in.
-    std::string pattern = path_ + ".old-XXXXXX";
+    std::string pattern = (fs::path(dir) / temporary_pattern(fs::path(path_).filename().string() + ".old-")).string();
     if (!::mkdtemp(pattern.data())) throw file_error(path_, "cannot create backup name: " + errno_text());
     old_path = pattern;
     if (::rename(path_.c_str(), old_path.c_str()) != 0) {

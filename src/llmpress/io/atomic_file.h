@@ -9,9 +9,11 @@
 
 namespace llmpress {
 
-// Writes go to "DEST.tmp-XXXXXX" in the destination's folder (same filesystem, so rename is
+// Writes go to "DEST.tmp-PID-XXXXXX" in the destination's folder (same filesystem, so rename is
 // atomic); commit() flushes, fsyncs and renames over DEST. Without commit() the destructor
-// deletes the temporary file and DEST is untouched.
+// deletes the temporary file and DEST is untouched. Temporaries a killed process left beside DEST
+// (its PID no longer runs) are removed when the next writer of DEST starts; on Ctrl-C / SIGTERM the
+// handler of install_interrupt_cleanup() removes the open ones before the process ends.
 class AtomicFile {
  public:
   explicit AtomicFile(const std::string& path);
@@ -32,9 +34,22 @@ class AtomicFile {
   std::string path_;
   std::string temp_path_;
   std::FILE* file_ = nullptr;
+  int slot_ = -1;  // in the interrupt handler's list
   uint64_t written_ = 0;
   bool committed_ = false;
 };
+
+// Removes "DEST.tmp-PID-*" (and "DEST.old-PID-*" where DEST exists) that a process no longer
+// running left beside `path`; `prefix` names other temporaries the same way ("PATH.tmp-", or a work
+// folder's ".llmpress-work-"). Returns how many were removed.
+int remove_stale_temporaries(const std::string& folder, const std::string& prefix, const std::string& dest = "");
+
+// "PREFIXPID-XXXXXX": the mkstemp / mkdtemp pattern of a temporary that remove_stale_temporaries knows.
+std::string temporary_pattern(const std::string& prefix);
+
+// SIGINT and SIGTERM remove the temporary files of unfinished AtomicFiles, then end the process as the
+// signal would (exit status 128 + signal). Call once from main().
+void install_interrupt_cleanup();
 
 // Whole-file convenience: writes `content` to `path` atomically.
 void write_file_atomic(const std::string& path, const std::string& content);

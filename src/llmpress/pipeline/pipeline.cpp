@@ -110,7 +110,8 @@ class TemporaryFolder {
  public:
   explicit TemporaryFolder(const std::string& output) {
     const fs::path parent = fs::absolute(output).parent_path();
-    std::string pattern = (parent / ".llmpress-work-XXXXXX").string();
+    remove_stale_temporaries(parent.string(), ".llmpress-work-");  // left by killed jobs
+    std::string pattern = (parent / temporary_pattern(".llmpress-work-")).string();
     if (!mkdtemp(pattern.data())) throw Error("cannot create a work folder in " + parent.string());
     path_ = pattern;
   }
