@@ -23,10 +23,10 @@ inline std::string slurp(const std::string& path) {
   return s.str();
 }
 
-inline CommandResult run_llmpress(const std::string& args) {
+// Runs a shell command line (stdin /dev/null), capturing stdout, stderr and the exit code.
+inline CommandResult run_command(const std::string& command_line) {
   TempDir dir;
-  const std::string command =
-      std::string(LLMPRESS_BINARY) + " " + args + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
+  const std::string command = command_line + " >" + dir.file("out") + " 2>" + dir.file("err") + " </dev/null";
   const int status = std::system(command.c_str());
   CommandResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
@@ -34,5 +34,7 @@ inline CommandResult run_llmpress(const std::string& args) {
   result.err = slurp(dir.file("err"));
   return result;
 }
+
+inline CommandResult run_llmpress(const std::string& args) { return run_command(std::string(LLMPRESS_BINARY) + " " + args); }
 
 }  // namespace llmpress::test

@@ -35,6 +35,32 @@ TEST(Cli, TruncatedGgufIsRejectedWithoutCrash) {
   }
 }
 
+// Regressions from issue 13's mutation run: inputs that are not text, and sizes that would allocate
+// without bound, give one clear error at once (they hung on /dev/zero or asked for 160 GB).
+TEST(Cli, HostileTextInputsAndSizesAreClearErrors) {
+  const char* model = "models/gutenberg-dev-llama-5m";
+  LLMPRESS_REQUIRE_SHARED(model);
+  const std::string m = test::shared_path(model), eval = test::shared_path("data/gutenberg-dev-eval.txt");
+  test::TempDir dir;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"perplexity -m " + m + " -f /dev/zero", "not a regular file"},
+      {"perplexity -m " + m + " -f " + dir.path(), "is a folder"},
+      {"perplexity -m " + m + " -f " + m + "/model.safetensors", "not a text file"},
+      {"perplexity -m " + m + " -f " + eval + " -c 100000", "longer than the model's (512"},
+      {"perplexity -m " + m + " -f " + eval + " --chunks 0", "--chunks must be a positive"},
+      {"quantize -m " + m + " -o " + dir.file("q.gguf") + " --type Q4_K_M --calib /dev/zero", "not a regular file"},
+      {"perplexity -m " + m + " -f " + eval + " -c abc", "error: "},
+  };
+  for (const auto& [args, message] : cases) {
+    const CommandResult r = test::run_command("timeout 60 " + std::string(LLMPRESS_BINARY) + " " + args);
+    EXPECT_NE(r.exit_code, 0) << args;
+    EXPECT_NE(r.exit_code, 124) << args << ": timed out";
+    EXPECT_NE(r.err.find(message), std::string::npos) << args << "\n" << r.err;
+    EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+    EXPECT_LT(r.err.size(), 500u) << r.err;
+  }
+}
+
 TEST(Cli, InfoReportsStories260K) {
   LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
   const CommandResult r = run_llmpress("info -m " + test::shared_path("models/stories260K/stories260K.bin"));

@@ -23,6 +23,7 @@ struct PerplexityCommand {
 
 void run(const PerplexityCommand& command) {
   const Checkpoint checkpoint = open_model(command.model);
+  check_perplexity_options(checkpoint.config, command.options);
   const auto tokenizer = load_tokenizer(checkpoint);
   const std::string text = read_text_file(command.text_file);
   const std::vector<int32_t> tokens = tokenizer->encode(text);
@@ -31,9 +32,6 @@ void run(const PerplexityCommand& command) {
   PerplexityOptions options = command.options;
   options.bos_id = tokenizer->bos_id();
   options.progress = !command.no_progress;
-  if (options.context > checkpoint.config.max_position_embeddings)
-    std::fprintf(stderr, "warning: -c %lld is longer than the model's training context (%lld)\n",
-                 (long long)options.context, (long long)checkpoint.config.max_position_embeddings);
   std::fprintf(stderr, "%s: %zu tokens, windows of %lld, %s convention\n", command.text_file.c_str(), tokens.size(),
                (long long)options.context, options.llamacpp ? "llama.cpp" : "GPTQ");
   const PerplexityResult result = perplexity(model, tokens, options);

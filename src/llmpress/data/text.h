@@ -3,7 +3,9 @@
 
 namespace llmpress {
 
-// The whole file as bytes; throws "PATH: cannot read (reason)" when it is missing or unreadable.
+// The whole file as bytes; throws "PATH: ..." when it is missing or unreadable, is not a regular file
+// (a folder, /dev/zero, a pipe) or is not text (holds NUL bytes: a model or other binary file given
+// where text is meant).
 std::string read_text_file(const std::string& path);
 
 }  // namespace llmpress

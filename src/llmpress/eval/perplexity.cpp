@@ -8,10 +8,23 @@
 
 namespace llmpress {
 
-PerplexityResult perplexity(const Transformer& model, const std::vector<int32_t>& text_tokens,
-                            const PerplexityOptions& options) {
+void check_perplexity_options(const ModelConfig& config, const PerplexityOptions& options) {
   const int64_t context = options.context;
   if (context < 2) throw Error("the context (-c) must be at least 2 tokens, got " + std::to_string(context));
+  // Attention memory grows with the square of the window: a mistyped -c must not try to allocate it.
+  const int64_t trained = config.max_position_embeddings;
+  if (trained > 0 && context > trained)
+    throw Error("the context (-c " + std::to_string(context) + ") is longer than the model's (" +
+                std::to_string(trained) + ", max_position_embeddings); use -c " + std::to_string(trained) + " or less");
+  if (options.max_chunks == 0 || options.max_chunks < -1)
+    throw Error("--chunks must be a positive number of windows (or -1 for the whole text), got " +
+                std::to_string(options.max_chunks));
+}
+
+PerplexityResult perplexity(const Transformer& model, const std::vector<int32_t>& text_tokens,
+                            const PerplexityOptions& options) {
+  check_perplexity_options(model.config, options);
+  const int64_t context = options.context;
 
   std::vector<int64_t> stream;
   stream.reserve(text_tokens.size() + 1);

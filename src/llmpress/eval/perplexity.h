@@ -5,6 +5,7 @@
 namespace llmpress {
 
 class Transformer;
+struct ModelConfig;
 
 struct PerplexityOptions {
   int64_t context = 512;      // tokens per window
@@ -28,6 +29,9 @@ struct PerplexityResult {
   double seconds = 0;
   double tokens_per_second = 0;  // evaluated tokens per second
 };
+
+// Throws Error for a window shorter than 2 or longer than the model's context, or --chunks 0.
+void check_perplexity_options(const ModelConfig& config, const PerplexityOptions& options);
 
 // `tokens` is the tokenized text without BOS; the convention decides where BOS goes.
 PerplexityResult perplexity(const Transformer& model, const std::vector<int32_t>& tokens,
