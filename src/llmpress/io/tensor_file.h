@@ -1,7 +1,8 @@
 #pragma once
 // llmpress's own work files (resume points, stage outputs): a little-endian u64 header length, a
-// JSON header {"metadata": ..., "tensors": {NAME: {dtype, shape, offset, bytes}}}, then the raw
-// bytes of every tensor. Written atomically; read back with every size and offset checked.
+// JSON header {"metadata": ..., "tensors": {NAME: {dtype, shape, offset, bytes, checksum}}}, then the
+// raw bytes of every tensor. Written atomically; read back with every size and offset checked and each
+// tensor's 64-bit checksum compared (a damaged resume file is an error, never a silently different output).
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
