@@ -1,6 +1,8 @@
 // The sequential engine: exactness with a no-op compressor, resume, NaN detection.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "calib/calib_test_util.h"
 #include "llmpress/calib/engine.h"
 #include "llmpress/core/error.h"
@@ -114,6 +116,19 @@ TEST(CalibEngine, ResumesFromLastFinishedLayer) {
   ASSERT_EQ(resumed.size(), straight.size());
   for (size_t i = 0; i < straight.size(); ++i) EXPECT_TRUE(at::equal(resumed[i], straight[i])) << i;
   EXPECT_TRUE(at::equal(result.final_hidden, reference.final_hidden));
+
+  // Damaged saved activations: the stage is redone from its first layer, to the same result.
+  std::string inputs;  // the saved activations after the last layer
+  for (const auto& entry : std::filesystem::directory_iterator(dir.file("work")))
+    if (entry.path().filename().string().rfind("inputs-", 0) == 0) inputs = entry.path().string();
+  ASSERT_FALSE(inputs.empty());
+  std::filesystem::resize_file(inputs, std::filesystem::file_size(inputs) - 5);
+  std::vector<at::Tensor> redone;
+  options.on_layer = collect(redone);
+  const EngineResult again = compress_sequential(checkpoint, shell, tokens, rtn, options);
+  EXPECT_EQ(again.resumed_layers, 0);
+  ASSERT_EQ(redone.size(), straight.size());
+  for (size_t i = 0; i < straight.size(); ++i) EXPECT_TRUE(at::equal(redone[i], straight[i])) << i;
 
   // A different method refuses the work directory instead of mixing results.
   IntGridSpec other = spec;

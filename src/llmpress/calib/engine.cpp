@@ -155,18 +155,26 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
                                      "use another work directory or remove this one");
       first_layer = state["finished_layers"].get<int64_t>();
       if (first_layer < 0 || first_layer > num_layers) throw file_error(state_path, "bad finished_layers");
+      // Damaged or missing saved activations of this job cost a recomputation of the stage, never a
+      // wrong output (a damaged finished layer file is an error where it is read: its checksum).
+      try {
+        const std::string inputs = inputs_file(options.work_dir, first_layer);
+        if (fs::exists(inputs)) {
+          hidden = load_tensor_file(inputs, device).at("hidden");
+        } else if (first_layer < num_layers) {
+          throw file_error(state_path, "has no saved inputs for layer " + std::to_string(first_layer));
+        }
+      } catch (const Error& e) {
+        log_warning(std::string(e.what()) + "; redoing this stage from its first layer");
+        first_layer = 0;
+        hidden = at::Tensor();
+      }
       for (int64_t i = 0; i < first_layer && options.on_layer; ++i)
         options.on_layer(i, load_layer_file(engine_layer_file(options.work_dir, i), device), at::Tensor());
-      const std::string inputs = inputs_file(options.work_dir, first_layer);
-      if (fs::exists(inputs)) {
-        hidden = load_tensor_file(inputs, device).at("hidden");
-      } else if (first_layer < num_layers) {
-        throw file_error(state_path, "has no saved inputs for layer " + std::to_string(first_layer) +
-                                         "; remove the work directory to start over");
-      }
       result.resumed_layers = first_layer;
-      log_info(strprintf("resuming after %lld finished layers from %s", (long long)first_layer,
-                         options.work_dir.c_str()));
+      if (first_layer > 0)
+        log_info(strprintf("resuming after %lld finished layers from %s", (long long)first_layer,
+                           options.work_dir.c_str()));
     }
   }
   if (!hidden.defined() && first_layer == 0) hidden = shell.embed(tokens.to(device)).to(at::kFloat);
