@@ -58,7 +58,13 @@ class LayerCache {
 };
 
 NamedTensor lazy_float(const std::string& name, const std::vector<int64_t>& shape, std::function<at::Tensor()> load) {
-  return NamedTensor::lazy(name, shape, at::kFloat, [load] { return load().to(at::kCPU, at::kFloat).contiguous(); });
+  return NamedTensor::lazy(name, shape, at::kFloat, [load, name] {
+    at::Tensor t = load().to(at::kCPU, at::kFloat).contiguous();
+    // No NaN or Inf reaches an output file (a diverged training or a broken stage must not ship).
+    if (!at::isfinite(t).all().item<bool>())
+      throw Error(name + " holds NaN or infinite values; nothing was written");
+    return t;
+  });
 }
 
 // Embeddings, final norm and head: of the pipeline's input, or the trained ones.
