@@ -110,6 +110,36 @@ TEST(Distill, ContinuationsAreSeededAndScoredWhereGenerated) {
   EXPECT_TRUE(at::equal(greedy.inputs, continue_rows(model, batch, 0.0, 2).inputs));
 }
 
+// Packed prompt/response records: each response becomes the model's own continuation of its prompt, of
+// the same length; prompts, layout and scored positions stay; greedy continuations are the argmax of a
+// plain (cache-free) forward over prompt + continuation so far.
+TEST(Distill, RecordContinuationsReplaceOnlyTheResponses) {
+  const Transformer model = random_model(tiny_config(), 0.3, 1);
+  Batch batch;
+  // Row 0: record A at 0..5 (prompt predictions at 0..1, response at 2..5), record B at 6..9 (response 8..9).
+  const std::vector<int64_t> tokens = {3, 7, 9, 11, 2, 5, 4, 8, 6, 1, 12};
+  batch.inputs = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.end() - 1)).unsqueeze(0);
+  batch.labels = at::tensor(std::vector<int64_t>(tokens.begin() + 1, tokens.end())).unsqueeze(0);
+  batch.layout.documents = at::tensor(std::vector<int64_t>{0, 0, 0, 0, 0, 0, 1, 1, 1, 1}).unsqueeze(0);
+  batch.layout.positions = at::tensor(std::vector<int64_t>{0, 1, 2, 3, 4, 5, 0, 1, 2, 3}).unsqueeze(0);
+  batch.mask = at::tensor(std::vector<int64_t>{0, 0, 1, 1, 1, 1, 0, 0, 1, 1}).to(at::kBool).unsqueeze(0);
+  batch.labels.masked_fill_(batch.mask.logical_not(), -100);
+  batch.labels[0][5] = 4;  // record A's last label is its own final token (not record B's first)
+  const Batch a = continue_records(model, batch, 1.0, 3);
+  EXPECT_TRUE(at::equal(a.inputs, continue_records(model, batch, 1.0, 3).inputs));
+  EXPECT_TRUE(at::equal(a.mask, batch.mask));
+  EXPECT_TRUE(at::equal(a.layout.documents, batch.layout.documents));
+  for (int64_t p : {0, 1, 2, 6, 7, 8}) EXPECT_EQ(a.inputs[0][p].item<int64_t>(), tokens[size_t(p)]) << p;  // prompts
+  for (int64_t p : {2, 3, 4, 8}) EXPECT_EQ(a.labels[0][p].item<int64_t>(), a.inputs[0][p + 1].item<int64_t>()) << p;
+  for (int64_t p : {0, 1, 6, 7}) EXPECT_EQ(a.labels[0][p].item<int64_t>(), -100) << p;
+  const Batch greedy = continue_records(model, batch, 0.0, 0);
+  for (const auto& [start, first, end] : {std::tuple<int64_t, int64_t, int64_t>{0, 2, 6}, {6, 8, 10}})
+    for (int64_t q = first; q < end; ++q) {
+      const at::Tensor logits = model.forward(greedy.inputs.narrow(1, start, q - start + 1));
+      EXPECT_EQ(greedy.labels[0][q].item<int64_t>(), logits[0][q - start].argmax().item<int64_t>()) << q;
+    }
+}
+
 // A student narrower than its teacher: the hidden-state loss goes through a learned projection that
 // trains with the student (equal widths need none).
 TEST(Distill, HiddenStatesOfANarrowerStudentGoThroughATrainedProjection) {
@@ -145,12 +175,11 @@ TEST(Distill, HiddenStatesOfANarrowerStudentGoThroughATrainedProjection) {
 TEST(Distill, OptionsAndVocabulariesAreChecked) {
   DistillOptions o;
   o.on_policy = 1.5;
-  EXPECT_THROW(check_distill_options(o, false), Error);
+  EXPECT_THROW(check_distill_options(o), Error);
   o.on_policy = 0.5;
-  EXPECT_NO_THROW(check_distill_options(o, false));
-  EXPECT_THROW(check_distill_options(o, true), Error);
+  EXPECT_NO_THROW(check_distill_options(o));
   o.sequence_kd = true;
-  EXPECT_THROW(check_distill_options(o, false), Error);
+  EXPECT_THROW(check_distill_options(o), Error);
   LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m");
   const auto gutenberg = load_tokenizer(open_checkpoint(test::shared_path("models/gutenberg-dev-llama-5m")));
   EXPECT_NO_THROW(check_vocabularies(*gutenberg, 512, *gutenberg, 520));  // padding rows are allowed

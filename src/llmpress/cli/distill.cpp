@@ -77,7 +77,7 @@ void run(DistillCommand& command) {
   const auto tokenizer = load_tokenizer(origin);
   check_vocabularies(*tokenizer, origin.config.vocab_size, *teacher_tokenizer, teacher_checkpoint.config.vocab_size);
   const TrainingData data = TrainingData::load(flags.data, *tokenizer, flags.seqlen);
-  check_distill_options(d, data.packed());
+  check_distill_options(d);
 
   // The teacher stays as stored (a GGUF or GPTQ teacher keeps its quantized weights) and frozen; plain
   // fine-tuning of a given student, or KD from an existing cache, does not load it.
@@ -129,8 +129,10 @@ void register_distill(CLI::App& app) {
   sub->add_option("--temperature", d.kd.temperature, "softmax temperature of teacher and student")->capture_default_str();
   sub->add_option("--ce-weight", d.kd.ce_weight, "weight of hard-label cross-entropy in the loss (0..1)")->capture_default_str();
   sub->add_option("--on-policy", d.on_policy,
-                  "fraction of steps on the student's own continuations of each row's first half (GKD lambda)")->capture_default_str();
-  sub->add_flag("--seq-kd", d.sequence_kd, "sequence-level KD: every row's second half is the teacher's continuation");
+                  "fraction of steps on the student's own continuations (GKD lambda): of each text row's first half, or of "
+                  "each record's prompt")->capture_default_str();
+  sub->add_flag("--seq-kd", d.sequence_kd,
+                "sequence-level KD: every text row's second half (or record's response) is the teacher's continuation");
   sub->add_option("--sample-temperature", d.sample_temperature, "--on-policy / --seq-kd sampling temperature (0: greedy)")
       ->capture_default_str();
   sub->add_option("--hidden-weight", d.hidden_weight,

@@ -21,13 +21,11 @@ bool on_policy_step(uint64_t seed, int64_t step, double fraction) {
 
 }  // namespace
 
-void check_distill_options(const DistillOptions& o, bool packed_data) {
+void check_distill_options(const DistillOptions& o) {
   if (!o.cross_entropy_only) check_kd_options(o.kd);
   if (o.on_policy < 0 || o.on_policy > 1) throw Error("--on-policy must be in [0, 1]");
   if (o.sample_temperature < 0) throw Error("--sample-temperature must not be negative (0: greedy)");
   if (o.sequence_kd && o.on_policy > 0) throw Error("--seq-kd and --on-policy exclude each other (teacher or student continuations)");
-  if ((o.sequence_kd || o.on_policy > 0) && packed_data)
-    throw Error("--on-policy and --seq-kd continue plain text rows; they do not apply to packed .jsonl records");
 }
 
 void check_vocabularies(const Tokenizer& student, int64_t student_rows, const Tokenizer& teacher, int64_t teacher_rows) {
@@ -70,6 +68,42 @@ Batch continue_rows(const Transformer& model, const Batch& batch, double tempera
   return out;
 }
 
+Batch continue_records(const Transformer& model, const Batch& batch, double temperature, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  Batch out = batch;
+  out.inputs = batch.inputs.to(at::kCPU, at::kLong).clone();
+  out.labels = batch.labels.to(at::kCPU, at::kLong).clone();
+  const at::Tensor mask = batch.mask.to(at::kCPU, at::kBool), documents = batch.layout.documents.to(at::kCPU);
+  auto inputs = out.inputs.accessor<int64_t, 2>();
+  auto labels = out.labels.accessor<int64_t, 2>();
+  const auto scored = mask.accessor<bool, 2>();
+  const auto doc = documents.accessor<int64_t, 2>();
+  const int64_t B = out.inputs.size(0), T = out.inputs.size(1);
+  for (int64_t r = 0; r < B; ++r) {
+    for (int64_t start = 0, end = 0; start < T; start = end) {
+      end = start;
+      while (end < T && doc[r][end] == doc[r][start]) ++end;
+      int64_t first = start;  // the record's first scored position: its prompt ends there
+      while (first < end && !scored[r][first]) ++first;
+      if (first == end) continue;
+      KVCache cache = model.make_cache(1, end - start);
+      at::Tensor logits = model.forward(out.inputs[r].narrow(0, start, first - start + 1).unsqueeze(0).to(model.device()),
+                                        &cache);
+      for (int64_t q = first; q < end; ++q) {
+        const at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kFloat).cpu();
+        const int64_t next = temperature == 0 ? last.argmax(-1).item<int64_t>()
+                                              : at::multinomial(at::softmax(last / temperature, -1), 1, false, gen).item<int64_t>();
+        labels[r][q] = scored[r][q] ? next : kNotScored;
+        if (q + 1 == end) break;
+        inputs[r][q + 1] = next;
+        logits = model.forward(at::full({1, 1}, next, at::kLong).to(model.device()), &cache);
+      }
+    }
+  }
+  return out;
+}
+
 std::vector<Parameter> hidden_projection(const Transformer& student, const Transformer& teacher,
                                          const DistillOptions& o, uint64_t seed) {
   const int64_t d_student = student.config.hidden_size, d_teacher = teacher.config.hidden_size;
@@ -98,10 +132,11 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
     const uint64_t step_seed = seed * 1000003 + uint64_t(step);
     Batch batch = given;
     bool generated = true;
+    const auto continue_with = given.layout.defined() ? continue_records : continue_rows;
     if (o.sequence_kd) {
-      batch = continue_rows(*teacher, given, o.sample_temperature, step_seed);
+      batch = continue_with(*teacher, given, o.sample_temperature, step_seed);
     } else if (on_policy_step(seed, step, o.on_policy)) {
-      batch = continue_rows(student, given, o.sample_temperature, step_seed);
+      batch = continue_with(student, given, o.sample_temperature, step_seed);
     } else {
       generated = false;
     }

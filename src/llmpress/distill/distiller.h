@@ -26,7 +26,7 @@ struct DistillOptions {
 };
 
 // Throws Error naming the flag for options out of range or that do not go together.
-void check_distill_options(const DistillOptions& options, bool packed_data);
+void check_distill_options(const DistillOptions& options);
 
 // Teacher and student must predict over one vocabulary: the same tokens (padding rows beyond the
 // tokenizer's vocabulary may differ, and are left out of the loss). Error naming the first difference.
@@ -47,5 +47,10 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
 // Continues the first half of each row of `batch` (plain windows) with `model`'s samples at
 // `temperature`, seeded: the rows become prompt + continuation, scored on the continuation only.
 Batch continue_rows(const Transformer& model, const Batch& batch, double temperature, uint64_t seed);
+
+// Packed prompt/response rows: each record's response is replaced by `model`'s own continuation of its
+// prompt, as long as the response was (GKD on instruction data), so the layout and the scored positions
+// stay as they were; seeded.
+Batch continue_records(const Transformer& model, const Batch& batch, double temperature, uint64_t seed);
 
 }  // namespace llmpress

@@ -98,7 +98,7 @@ void check_training(const StageOptions& o, ModelState&) {
   }
   try {
     check_train_options(train_options(o));
-    if (o.method() == "distill") check_distill_options(distill_options(o), false);
+    if (o.method() == "distill") check_distill_options(distill_options(o));
   } catch (const Error& e) {
     throw o.error(e.what());
   }
@@ -122,7 +122,6 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
     result = train(model, data, cross_entropy_loss(model, t.checkpoint_layers), t);
   } else {
     const DistillOptions d = distill_options(o);
-    check_distill_options(d, data.packed());
     const std::string teacher_path = o.given("teacher") ? o.text("teacher") : context.origin.path;
     const Checkpoint opened = o.given("teacher") ? open_checkpoint(teacher_path) : Checkpoint{};
     const Checkpoint& teacher_checkpoint = o.given("teacher") ? opened : context.origin;
