@@ -140,6 +140,28 @@ TEST(Distill, RecordContinuationsReplaceOnlyTheResponses) {
     }
 }
 
+// A teacher held in bfloat16: half the bytes of its matrices and embeddings, float32 out, and KD losses
+// within bfloat16 rounding of the float32 teacher's.
+TEST(Distill, ATeacherHeldInBf16GivesNearlyTheSameLoss) {
+  const Transformer teacher = random_model(tiny_config(), 0.3, 1);
+  Transformer half = deep_copy(teacher);
+  int64_t matrices = teacher.embed_tokens.numel() + teacher.lm_head.weight->dense().numel();
+  for (const DecoderLayer& layer : teacher.layers)
+    for (const std::string& name : DecoderLayer::linear_names()) matrices += layer.linear(name).weight->dense().numel();
+  EXPECT_EQ(hold_weights_in(half, at::kBFloat16), 2 * matrices);
+  EXPECT_EQ(half.layers[0].linear("mlp.up_proj").weight->dense().scalar_type(), at::kBFloat16);
+  EXPECT_EQ(half.norm.scalar_type(), at::kFloat);
+  const Batch batch = tiny_data().batch({0, 3});
+  const at::Tensor full_logits = teacher.forward(batch.inputs), half_logits = half.forward(batch.inputs);
+  EXPECT_EQ(half_logits.scalar_type(), at::kFloat);
+  EXPECT_LT((half_logits - full_logits).abs().max().item<double>(), 0.05 * full_logits.abs().max().item<double>());
+  const Transformer student = random_model(tiny_config(), 0.3, 2);
+  const double exact = loss_of(distillation_loss(student, &teacher, nullptr, 29, DistillOptions{}, 0), batch);
+  const double approx = loss_of(distillation_loss(student, &half, nullptr, 29, DistillOptions{}, 0), batch);
+  EXPECT_NEAR(approx, exact, 0.01 * exact);
+  EXPECT_NE(approx, exact);
+}
+
 // A student narrower than its teacher: the hidden-state loss goes through a learned projection that
 // trains with the student (equal widths need none).
 TEST(Distill, HiddenStatesOfANarrowerStudentGoThroughATrainedProjection) {

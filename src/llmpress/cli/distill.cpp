@@ -1,5 +1,6 @@
 // llmpress distill: standard knowledge distillation of a student (any compressed model, a shallower copy
 // of the teacher, or the teacher's own pruned / factorized / quantized version) from a teacher.
+#include <cctype>
 #include <filesystem>
 #include <optional>
 #include <sstream>
@@ -24,6 +25,7 @@ struct DistillCommand {
   std::string init_layers;
   std::string init_config;
   std::string hidden_loss = "mse";
+  std::string teacher_dtype = "F32";
 };
 
 std::vector<int64_t> parse_layers(const std::string& text) {
@@ -59,6 +61,9 @@ void run(DistillCommand& command) {
   d.cross_entropy_only = command.loss == "ce";
   if (!d.cross_entropy_only) d.kd.divergence = parse_kd_divergence(command.loss);
   d.checkpoint_layers = flags.train.checkpoint_layers;
+  for (char& c : command.teacher_dtype) c = char(std::toupper(static_cast<unsigned char>(c)));
+  if (command.teacher_dtype != "F32" && command.teacher_dtype != "BF16" && command.teacher_dtype != "F16")
+    throw Error("--teacher-dtype must be F32, BF16 or F16, not '" + command.teacher_dtype + "'");
   if (command.hidden_loss != "mse" && command.hidden_loss != "cosine")
     throw Error("--hidden-loss must be mse or cosine, not '" + command.hidden_loss + "'");
   d.hidden_loss = command.hidden_loss == "mse" ? HiddenLoss::Mse : HiddenLoss::Cosine;
@@ -84,11 +89,15 @@ void run(DistillCommand& command) {
   const bool cached = !command.cache.empty() && std::filesystem::exists(command.cache);
   const bool needs_teacher = (!d.cross_entropy_only && !cached) || !command.init_layers.empty() || d.sequence_kd ||
                              d.on_policy > 0 || d.hidden_weight > 0;
-  const Transformer teacher = needs_teacher ? Transformer::load(teacher_checkpoint, device) : Transformer{};
+  Transformer teacher = needs_teacher ? Transformer::load(teacher_checkpoint, device) : Transformer{};
   if (!command.init_layers.empty())
     student = copy_layers(teacher, parse_layers(command.init_layers));
   else if (command.init_config.empty())
     student = deep_copy(Transformer::load(origin, device));
+  if (needs_teacher && command.teacher_dtype != "F32") {  // after the student copied what it needs
+    const int64_t saved = hold_weights_in(teacher, command.teacher_dtype == "BF16" ? at::kBFloat16 : at::kHalf);
+    log_info(strprintf("teacher held in %s: %.1f MiB less memory", command.teacher_dtype.c_str(), double(saved) / 1048576.0));
+  }
   std::optional<TeacherCache> cache;
   if (!command.cache.empty() && !d.cross_entropy_only) {
     if (!cached) {
@@ -121,6 +130,9 @@ void register_distill(CLI::App& app) {
   sub->get_option("--model")->required(false)->description("student model (any llmpress output, or -m the teacher's compressed copy)");
   DistillOptions& d = command->distill;
   sub->add_option("--teacher", command->teacher.model, "teacher model (Hugging Face folder, .gguf, llama2.c .bin)")->required();
+  sub->add_option("--teacher-dtype", command->teacher_dtype,
+                  "hold the teacher's dense matrices and embeddings in F32, BF16 or F16 (half the memory; a quantized "
+                  "teacher stays quantized)")->capture_default_str();
   sub->add_option("--loss", command->loss,
                   "ce (plain fine-tuning, the baseline), fkl KL(T||S), rkl KL(S||T), jsd (generalized JSD, --beta), "
                   "tvd, skl / srkl (skew KL, --alpha)")->capture_default_str();

@@ -245,7 +245,8 @@ at::Tensor Transformer::embed(const at::Tensor& tokens) const {
       throw Error("token id " + std::to_string(lo < 0 ? lo : hi) + " is outside the vocabulary (size " +
                   std::to_string(config.vocab_size) + ")");
   }
-  return at::embedding(embed_tokens, tokens);
+  // Embeddings held in a 16-bit dtype still start a float32 residual stream.
+  return at::embedding(embed_tokens, tokens).to(at::kFloat);
 }
 
 at::Tensor Transformer::head(const at::Tensor& hidden) const {

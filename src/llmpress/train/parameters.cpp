@@ -104,6 +104,24 @@ Transformer copy_layers(const Transformer& model, const std::vector<int64_t>& ke
   return copy;
 }
 
+int64_t hold_weights_in(Transformer& model, at::ScalarType dtype) {
+  int64_t saved = 0;
+  const auto cast = [&](const at::Tensor& t) {
+    saved += int64_t(t.numel()) * (int64_t(t.element_size()) - int64_t(c10::elementSize(dtype)));
+    return t.detach().to(dtype);
+  };
+  const bool tied = head_is_embedding(model);
+  const auto cast_linear = [&](Linear& linear) {
+    if (linear.weight && linear.weight->kind() == "dense") linear.weight = std::make_shared<DenseWeight>(cast(linear.weight->dense()));
+  };
+  for (DecoderLayer& layer : model.layers)
+    for (const std::string& name : DecoderLayer::linear_names()) cast_linear(layer.linear(name));
+  model.embed_tokens = cast(model.embed_tokens);
+  if (tied) model.lm_head.weight = std::make_shared<DenseWeight>(model.embed_tokens);
+  else cast_linear(model.lm_head);
+  return saved;
+}
+
 Transformer random_model(const ModelConfig& config, double initializer_range, uint64_t seed) {
   config.validate("the model configuration");
   at::Generator gen = at::detail::createCPUGenerator(seed);

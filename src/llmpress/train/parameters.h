@@ -33,6 +33,11 @@ Transformer deep_copy(const Transformer& model);
 // initialised from chosen teacher layers.
 Transformer copy_layers(const Transformer& model, const std::vector<int64_t>& keep);
 
+// Holds the dense matrices and embeddings of a frozen model (a teacher) in `dtype` (BFloat16 or Half:
+// half the memory; matrix products in that dtype, the residual stream and norms stay float32). Other
+// weight kinds stay as they are. Returns the bytes saved.
+int64_t hold_weights_in(Transformer& model, at::ScalarType dtype);
+
 // A model of `config` with Hugging Face Llama's initialisation (normal(0, initializer_range) matrices
 // and embeddings, norms 1), seeded.
 Transformer random_model(const ModelConfig& config, double initializer_range, uint64_t seed);
