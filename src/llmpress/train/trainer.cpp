@@ -53,7 +53,7 @@ void save_state(const std::string& path, int64_t step, const std::vector<Paramet
                     {"losses", result.losses}, {"grad_norms", result.grad_norms}, {"evals", evals}});
 }
 
-int64_t load_state(const std::string& path, const std::vector<Parameter>& params, AdamW& optimizer,
+int64_t read_state(const std::string& path, const std::vector<Parameter>& params, AdamW& optimizer,
                    const nlohmann::json& identity, TrainResult& result) {
   if (!std::filesystem::exists(path))
     throw Error(path + ": no training state to resume from (run without --resume to start afresh)");
@@ -92,6 +92,16 @@ int64_t load_state(const std::string& path, const std::vector<Parameter>& params
   if (step < 0 || step > identity["steps"].get<int64_t>() || int64_t(result.losses.size()) != step)
     throw Error(path + ": inconsistent step count");
   return step;
+}
+
+// A state file whose JSON has the wrong shapes or types is one error naming the file.
+int64_t load_state(const std::string& path, const std::vector<Parameter>& params, AdamW& optimizer,
+                   const nlohmann::json& identity, TrainResult& result) {
+  try {
+    return read_state(path, params, optimizer, identity, result);
+  } catch (const nlohmann::json::exception& e) {
+    throw file_error(path, std::string("not a valid training state (") + e.what() + "); delete it to start afresh");
+  }
 }
 
 // Crash test point: with LLMPRESS_TEST_KILL_AFTER_STEPS=N the process ends abruptly (as under kill -9,
