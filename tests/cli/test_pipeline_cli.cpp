@@ -138,6 +138,26 @@ TEST(CliPipeline, KilledInStageTwoResumesThereWithTheSameOutput) {
   EXPECT_NE(resumed.err.find("resuming after 5 finished layers"), std::string::npos) << resumed.err;
   EXPECT_NE(resumed.err.find("resuming after 2 finished layers"), std::string::npos) << resumed.err;
   EXPECT_EQ(test::slurp(dir.file("out/model.safetensors")), test::slurp(dir.file("whole/model.safetensors")));
+
+  // Killed at other points of the 10 layers (5 per stage), and during the final write: never a partial
+  // output, the same bytes after --resume, and no temporary left behind once the resumed job is done.
+  for (const char* layers : {"1", "5", "9", "write"}) {
+    fs::remove_all(dir.file("out"));
+    fs::remove_all(dir.file("work"));
+    const bool at_write = std::string(layers) == "write";
+    if (at_write) ::setenv("LLMPRESS_TEST_KILL_COMMITTING", dir.file("out").c_str(), 1);
+    else ::setenv("LLMPRESS_TEST_KILL_AFTER_LAYERS", layers, 1);
+    const auto cut = run_llmpress("run " + recipe + work);
+    ::unsetenv("LLMPRESS_TEST_KILL_AFTER_LAYERS");
+    ::unsetenv("LLMPRESS_TEST_KILL_COMMITTING");
+    ASSERT_EQ(cut.exit_code, 137) << layers << ": " << cut.err;
+    EXPECT_FALSE(fs::exists(dir.file("out"))) << layers;
+    const auto again = run_llmpress("run " + recipe + work + " --resume");
+    ASSERT_EQ(again.exit_code, 0) << layers << ": " << again.err;
+    EXPECT_EQ(test::slurp(dir.file("out/model.safetensors")), test::slurp(dir.file("whole/model.safetensors"))) << layers;
+    for (const auto& entry : fs::directory_iterator(dir.path()))
+      EXPECT_EQ(entry.path().filename().string().find(".tmp-"), std::string::npos) << layers << ": " << entry.path();
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <filesystem>
@@ -70,6 +71,14 @@ void on_interrupt(int signal) {
     if (slot.ready.load(std::memory_order_acquire)) ::unlink(slot.path);
   ::signal(signal, SIG_DFL);
   ::raise(signal);
+}
+
+// Crash test point: with LLMPRESS_TEST_KILL_COMMITTING=PATH the process ends abruptly (as under kill -9)
+// just before the temporary for PATH is renamed into place, so tests can check what a kill during the
+// final write leaves and that the next run cleans it up.
+void crash_test_commit(const std::string& path) {
+  const char* env = std::getenv("LLMPRESS_TEST_KILL_COMMITTING");
+  if (env && *env && path == env) std::_Exit(137);
 }
 
 bool process_gone(const std::string& pid_text) {
@@ -165,6 +174,7 @@ void AtomicFile::write_zeros(size_t count) {
 
 void AtomicFile::commit() {
   if (committed_) return;
+  crash_test_commit(path_);
   if (std::fflush(file_) != 0) throw file_error(path_, "write failed (disk full?): " + errno_text());
   if (::fsync(::fileno(file_)) != 0) throw file_error(path_, "fsync failed: " + errno_text());
   const int rc = std::fclose(file_);
@@ -237,6 +247,7 @@ AtomicDirectory::~AtomicDirectory() {
 
 void AtomicDirectory::commit() {
   if (committed_) return;
+  crash_test_commit(path_);
   const std::string dir = parent_dir(path_);
   ::chmod(temp_path_.c_str(), 0755);  // mkdtemp makes 0700
   std::string old_path;
