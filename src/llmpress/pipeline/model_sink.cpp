@@ -229,6 +229,14 @@ void write_gguf(const SinkInput& input, OutputSummary& summary) {
   for (const auto& [note, count] : fallbacks) summary.notes.push_back(strprintf("%d tensor(s): %s", count, note.c_str()));
   for (const auto& [note, count] : conversions) summary.notes.push_back(strprintf("%d %s", count, note.c_str()));
   summary.description = "GGUF " + mix;
+  // Stages chose the linears' block types under a float output type: say what was written.
+  if (!options.encoded.empty() && (mix == "F32" || mix == "F16" || mix == "BF16")) {
+    std::map<std::string, int> types;
+    for (const GgufTensorChoice& c : choices) types[tensor_type_name(c.type)]++;
+    std::string list;
+    for (const auto& [type, count] : types) list += strprintf("%s%d %s", list.empty() ? "" : ", ", count, type.c_str());
+    summary.description = "GGUF, tensors: " + list;
+  }
 }
 
 // ---- Hugging Face folders ----------------------------------------------------------------------
