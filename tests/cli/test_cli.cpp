@@ -1,5 +1,9 @@
 // The llmpress binary as a user runs it: output format, exit codes, error messages.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "cli/cli_test_util.h"
 
@@ -59,6 +63,29 @@ TEST(Cli, HostileTextInputsAndSizesAreClearErrors) {
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
     EXPECT_LT(r.err.size(), 500u) << r.err;
   }
+}
+
+// A full disk (a 2 MiB tmpfs, mounted when the tests run as root; skipped otherwise): a clear error, the
+// previous output intact, and no temporary left on the full filesystem.
+TEST(Cli, AFullDiskIsAClearErrorAndKeepsThePreviousOutput) {
+  const char* model = "models/gutenberg-dev-llama-5m";
+  LLMPRESS_REQUIRE_SHARED(model);
+  test::TempDir dir;
+  const std::string mount = dir.file("small");
+  std::filesystem::create_directories(mount);
+  if (::geteuid() != 0 || std::system(("mount -t tmpfs -o size=2m tmpfs " + mount + " 2>/dev/null").c_str()) != 0)
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  std::ofstream(mount + "/out.gguf") << "the previous output";
+  const CommandResult r = run_llmpress("quantize -m " + test::shared_path(model) + " -o " + mount + "/out.gguf --type Q8_0");
+  const std::string previous = slurp(mount + "/out.gguf");
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(mount)) ++entries;
+  std::system(("umount " + mount).c_str());
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("disk full"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(mount), std::string::npos) << r.err;  // names the file it could not write
+  EXPECT_EQ(previous, "the previous output");
+  EXPECT_EQ(entries, 1u);
 }
 
 TEST(Cli, InfoReportsStories260K) {
