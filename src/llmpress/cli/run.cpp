@@ -14,8 +14,14 @@ struct RunCommand {
 };
 
 std::string methods_help() {
-  std::string text = "stage methods:";
-  for (const MethodSpec* m : registered_methods()) text += "\n  " + m->name + " (" + m->family + "): " + m->summary;
+  std::string text = "stage methods (and their options; `--help` of quantize / prune / lowrank / train / distill "
+                     "explains them: a flag --act-order is the option act_order):";
+  for (const MethodSpec* m : registered_methods()) {
+    text += "\n  " + m->name + " (" + m->family + "): " + m->summary;
+    std::string options;
+    for (const OptionSpec& o : m->options) options += (options.empty() ? "" : ", ") + o.name;
+    if (!options.empty()) text += "\n      " + options;
+  }
   return text;
 }
 
