@@ -50,7 +50,7 @@ TEST(Cli, HostileTextInputsAndSizesAreClearErrors) {
       {"perplexity -m " + m + " -f /dev/zero", "not a regular file"},
       {"perplexity -m " + m + " -f " + dir.path(), "is a folder"},
       {"perplexity -m " + m + " -f " + m + "/model.safetensors", "not a text file"},
-      {"perplexity -m " + m + " -f " + eval + " -c 100000", "longer than the model's (512"},
+      {"perplexity -m " + m + " -f " + eval + " -c 100000", "more than 4 times the model's (512"},
       {"perplexity -m " + m + " -f " + eval + " --chunks 0", "--chunks must be a positive"},
       {"quantize -m " + m + " -o " + dir.file("q.gguf") + " --type Q4_K_M --calib /dev/zero", "not a regular file"},
       {"perplexity -m " + m + " -f " + eval + " -c abc", "error: "},

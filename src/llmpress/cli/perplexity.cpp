@@ -24,6 +24,9 @@ struct PerplexityCommand {
 void run(const PerplexityCommand& command) {
   const Checkpoint checkpoint = open_model(command.model);
   check_perplexity_options(checkpoint.config, command.options);
+  if (command.options.context > checkpoint.config.max_position_embeddings)
+    std::fprintf(stderr, "warning: -c %lld is longer than the model's training context (%lld)\n",
+                 (long long)command.options.context, (long long)checkpoint.config.max_position_embeddings);
   const auto tokenizer = load_tokenizer(checkpoint);
   const std::string text = read_text_file(command.text_file);
   const std::vector<int32_t> tokens = tokenizer->encode(text);

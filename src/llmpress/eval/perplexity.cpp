@@ -12,9 +12,10 @@ void check_perplexity_options(const ModelConfig& config, const PerplexityOptions
   const int64_t context = options.context;
   if (context < 2) throw Error("the context (-c) must be at least 2 tokens, got " + std::to_string(context));
   // Attention memory grows with the square of the window: a mistyped -c must not try to allocate it.
+  // Windows beyond the trained context are allowed (llama.cpp allows them too), up to 4 times it.
   const int64_t trained = config.max_position_embeddings;
-  if (trained > 0 && context > trained)
-    throw Error("the context (-c " + std::to_string(context) + ") is longer than the model's (" +
+  if (trained > 0 && context > 4 * trained)
+    throw Error("the context (-c " + std::to_string(context) + ") is more than 4 times the model's (" +
                 std::to_string(trained) + ", max_position_embeddings); use -c " + std::to_string(trained) + " or less");
   if (options.max_chunks == 0 || options.max_chunks < -1)
     throw Error("--chunks must be a positive number of windows (or -1 for the whole text), got " +

@@ -30,7 +30,7 @@ struct PerplexityResult {
   double tokens_per_second = 0;  // evaluated tokens per second
 };
 
-// Throws Error for a window shorter than 2 or longer than the model's context, or --chunks 0.
+// Throws Error for a window shorter than 2 or over 4 times the model's context, or --chunks 0.
 void check_perplexity_options(const ModelConfig& config, const PerplexityOptions& options);
 
 // `tokens` is the tokenized text without BOS; the convention decides where BOS goes.

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/version.h"
 #include "llmpress/export/model_tensors.h"
 #include "llmpress/io/atomic_file.h"
 #include "llmpress/io/hf_config.h"
@@ -169,6 +170,8 @@ void write_hf_checkpoint(const std::string& dir, const ModelConfig& config, cons
   hf["torch_dtype"] = main_dtype == at::kHalf ? "float16" : main_dtype == at::kBFloat16 ? "bfloat16" : "float32";
 
   for (const auto& [key, value] : options.extra_config.items()) hf[key] = value;
+  // Marks the folder as ours: a later run may replace it (check_output_path refuses other folders).
+  if (!hf.contains("llmpress")) hf["llmpress"] = {{"version", version()}};
   AtomicDirectory folder(dir);
   write_file_atomic(folder.file("config.json"), hf.dump(2) + "\n");
   write_safetensors_files(folder.temp_path(), out, options.max_shard_bytes);
