@@ -5,7 +5,6 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
-#include <fstream>
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
@@ -19,12 +18,6 @@
 namespace llmpress::cli {
 
 namespace {
-
-// A missing or unreadable file fails before the work (without reading a large file twice).
-void check_readable(const std::string& path) {
-  if (!std::filesystem::is_regular_file(path) || !std::ifstream(path))
-    throw Error(path + ": cannot read (no such file, or not a readable file)");
-}
 
 OutputSpec output_spec(const TrainFlags& flags) {
   OutputSpec spec;
@@ -112,8 +105,8 @@ void prepare_training(TrainFlags& flags) {
   t.progress = !flags.no_progress;
   check_train_options(t);
   output_spec(flags);  // a bad output name or type fails before the work
-  check_readable(flags.data);
-  if (!flags.eval_file.empty()) check_readable(flags.eval_file);
+  check_readable_file(flags.data);  // before the work
+  if (!flags.eval_file.empty()) check_readable_file(flags.eval_file);
 }
 
 std::vector<int32_t> eval_tokens(const TrainFlags& flags, const Tokenizer& tokenizer) {

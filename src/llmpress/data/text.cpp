@@ -10,6 +10,11 @@
 
 namespace llmpress {
 
+void check_readable_file(const std::string& path) {
+  if (!std::filesystem::is_regular_file(path) || !std::ifstream(path))
+    throw file_error(path, "cannot read (no such file, or not a readable file)");
+}
+
 std::string read_text_file(const std::string& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);

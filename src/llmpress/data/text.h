@@ -8,4 +8,8 @@ namespace llmpress {
 // where text is meant).
 std::string read_text_file(const std::string& path);
 
+// Throws "PATH: cannot read ..." unless `path` is a readable regular file: the check before a long job,
+// without reading a large file twice.
+void check_readable_file(const std::string& path);
+
 }  // namespace llmpress

@@ -3,7 +3,6 @@
 // Minitron-style recovery). Both run on the whole loaded model, like the structured stages, and leave
 // the trained embeddings, final norm and head beside the layers (the stage's shell file).
 #include <filesystem>
-#include <fstream>
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
@@ -76,9 +75,11 @@ DistillOptions distill_options(const StageOptions& o) {
 }
 
 void check_readable(const StageOptions& o, const std::string& name) {
-  const std::string path = o.text(name);
-  if (!std::filesystem::is_regular_file(path) || !std::ifstream(path))
-    throw o.error(name, path + ": cannot read (no such file, or not a readable file)");
+  try {
+    check_readable_file(o.text(name));
+  } catch (const Error& e) {
+    throw o.error(name, e.what());
+  }
 }
 
 void check_training(const StageOptions& o, ModelState&) {
