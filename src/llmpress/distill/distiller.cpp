@@ -19,6 +19,14 @@ bool on_policy_step(uint64_t seed, int64_t step, double fraction) {
   return double(rng() >> 11) * 0x1.0p-53 < fraction;
 }
 
+// The next token of each row from the last position's logits [B, vocab]: greedy at temperature 0,
+// else sampled from `gen`. [B, 1] int64 on the CPU.
+at::Tensor next_tokens(const at::Tensor& logits, double temperature, at::Generator& gen) {
+  const at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kFloat).cpu();
+  return temperature == 0 ? last.argmax(-1, /*keepdim=*/true)
+                          : at::multinomial(at::softmax(last / temperature, -1), 1, false, gen);
+}
+
 }  // namespace
 
 void check_distill_options(const DistillOptions& o) {
@@ -53,9 +61,7 @@ Batch continue_rows(const Transformer& model, const Batch& batch, double tempera
   at::Tensor sequence = batch.inputs.narrow(1, 0, prompt).to(model.device());
   at::Tensor logits = model.forward(sequence, &cache);
   for (int64_t i = 0; i < generate; ++i) {
-    const at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kFloat).cpu();
-    const at::Tensor next = temperature == 0 ? last.argmax(-1, /*keepdim=*/true)
-                                             : at::multinomial(at::softmax(last / temperature, -1), 1, false, gen);
+    const at::Tensor next = next_tokens(logits, temperature, gen);
     sequence = at::cat({sequence, next.to(sequence.device())}, 1);
     if (i + 1 < generate) logits = model.forward(sequence.narrow(1, sequence.size(1) - 1, 1), &cache);
   }
@@ -91,9 +97,7 @@ Batch continue_records(const Transformer& model, const Batch& batch, double temp
       at::Tensor logits = model.forward(out.inputs[r].narrow(0, start, first - start + 1).unsqueeze(0).to(model.device()),
                                         &cache);
       for (int64_t q = first; q < end; ++q) {
-        const at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kFloat).cpu();
-        const int64_t next = temperature == 0 ? last.argmax(-1).item<int64_t>()
-                                              : at::multinomial(at::softmax(last / temperature, -1), 1, false, gen).item<int64_t>();
+        const int64_t next = next_tokens(logits, temperature, gen).item<int64_t>();
         labels[r][q] = scored[r][q] ? next : kNotScored;
         if (q + 1 == end) break;
         inputs[r][q + 1] = next;

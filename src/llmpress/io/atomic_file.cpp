@@ -121,14 +121,23 @@ void install_interrupt_cleanup() {
   ::sigaction(SIGTERM, &action, nullptr);
 }
 
+namespace {
+
+// The mkstemp / mkdtemp pattern of DEST's temporary, once those a killed writer of DEST left are gone
+// (for a folder also its moved-aside predecessor, where DEST is in place).
+std::string temporary_for(const std::string& dest, bool folder) {
+  const std::string dir = parent_dir(dest);
+  const std::string prefix = fs::path(dest).filename().string() + ".tmp-";
+  remove_stale_temporaries(dir, prefix, folder ? dest : "");
+  return (fs::path(dir) / temporary_pattern(prefix)).string();
+}
+
+}  // namespace
+
 AtomicFile::AtomicFile(const std::string& path) : path_(path) {
-  if (path.empty()) throw Error("output path is empty");
-  if (fs::is_directory(path)) throw file_error(path, "is a directory, expected a file path");
+  check_output_path(path, false);
   const std::string dir = parent_dir(path);
-  if (!fs::is_directory(dir)) throw file_error(path, "cannot write: folder " + dir + " does not exist");
-  const std::string prefix = fs::path(path).filename().string() + ".tmp-";
-  remove_stale_temporaries(dir, prefix);
-  std::string pattern = (fs::path(dir) / temporary_pattern(prefix)).string();
+  std::string pattern = temporary_for(path, false);
   const int fd = ::mkstemp(pattern.data());
   if (fd < 0) throw file_error(path, "cannot create temporary file in " + dir + ": " + errno_text());
   // mkstemp creates mode 0600; give the result the usual permissions (umask applies).
@@ -231,9 +240,7 @@ AtomicDirectory::AtomicDirectory(const std::string& path) : path_(path) {
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   check_output_path(path_, true);
   const std::string dir = parent_dir(path_);
-  const std::string prefix = fs::path(path_).filename().string() + ".tmp-";
-  remove_stale_temporaries(dir, prefix, path_);
-  std::string pattern = (fs::path(dir) / temporary_pattern(prefix)).string();
+  std::string pattern = temporary_for(path_, true);
   if (!::mkdtemp(pattern.data()))
     throw file_error(path_, "cannot create temporary folder in " + dir + ": " + errno_text());
   temp_path_ = pattern;

@@ -25,7 +25,8 @@ void save_shell_file(const std::string& path, const Transformer& model) {
 }
 
 Transformer StageOutput::load_shell(const at::Device& device) const {
-  Transformer shell = Transformer::load_shell(origin_, device);
+  // The origin's embeddings and head are read only when no training stage replaced them.
+  Transformer shell = shell_file_.empty() ? Transformer::load_shell(origin_, device) : Transformer{};
   shell.config = config_;
   shell.rope = Rope(config_, device);
   shell.layers.clear();
