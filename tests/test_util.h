@@ -4,9 +4,19 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace llmpress::test {
+
+// The whole file as bytes (empty when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 // LLMPRESS_SHARED_DIR (environment) overrides the CMake option of the same name.
 inline std::string shared_dir() {

@@ -16,13 +16,6 @@ struct CommandResult {
   std::string out, err;
 };
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 // Runs a shell command line (stdin /dev/null), capturing stdout, stderr and the exit code.
 inline CommandResult run_command(const std::string& command_line) {
   TempDir dir;

@@ -13,14 +13,9 @@
 
 namespace llmpress {
 namespace {
-namespace fs = std::filesystem;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::slurp;
+namespace fs = std::filesystem;
 
 size_t entries(const std::string& dir) {
   return size_t(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));

@@ -23,6 +23,8 @@
 namespace llmpress {
 namespace {
 
+using test::slurp;
+
 ModelConfig small_config() {
   ModelConfig c;
   c.vocab_size = 64;
@@ -61,13 +63,6 @@ void write_raw(const std::string& path, const void* data, uint64_t bytes) {
 
 std::string dtype_name(at::ScalarType t) {
   return t == at::kHalf ? "F16" : t == at::kBFloat16 ? "BF16" : "F32";
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 // Adds one layer to the manifest: the dense weight and the tensors our checkpoint stores for it.

@@ -11,12 +11,7 @@
 namespace llmpress {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::slurp;
 
 // stories260K.bin was written by llama2.c's own export: reading it (io reader, which converts q/k
 // to the Hugging Face layout) and writing it back must reproduce the file.

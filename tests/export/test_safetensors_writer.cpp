@@ -15,14 +15,9 @@
 
 namespace llmpress {
 namespace {
-namespace fs = std::filesystem;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::slurp;
+namespace fs = std::filesystem;
 
 TEST(SafetensorsWriter, LayoutFollowsTheReferenceSerializer) {
   test::TempDir dir;

@@ -23,6 +23,8 @@
 namespace llmpress {
 namespace {
 
+using test::slurp;
+
 namespace fs = std::filesystem;
 
 const at::Tensor& part(const std::vector<NamedTensor>& parts, const std::string& name) {
@@ -223,13 +225,6 @@ std::vector<NamedTensor> pruned_weights(const ModelConfig& c, bool two_four) {
     out.push_back({name, t});
   }
   return out;
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 TEST(SparseCheckpoint, RoundTripIsExact) {

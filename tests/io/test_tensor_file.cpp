@@ -13,12 +13,7 @@
 namespace llmpress {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using test::slurp;
 
 void expect_error(const std::string& path, const std::string& needle) {
   try {

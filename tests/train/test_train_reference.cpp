@@ -85,14 +85,18 @@ TrainOptions reference_options() {
   return o;
 }
 
+// The first 20,000 tokens of the training text in windows of 64: the rows both reference runs read.
+TrainingData reference_windows(const Checkpoint& ck) {
+  std::vector<int32_t> tokens = load_tokenizer(ck)->encode(read_text_file(test::shared_path("data/gutenberg-dev-train.txt")));
+  tokens.resize(20000);
+  return TrainingData::from_tokens(tokens, 64);
+}
+
 TEST(TrainReference, TenAdamWStepsMatchPyTorch) {
   LLMPRESS_REQUIRE_SHARED(kModel);
   REQUIRE_TORCH_REFERENCE();
   const Checkpoint ck = open_checkpoint(test::shared_path(kModel));
-  const auto tok = load_tokenizer(ck);
-  std::vector<int32_t> tokens = tok->encode(read_text_file(test::shared_path("data/gutenberg-dev-train.txt")));
-  tokens.resize(20000);
-  const TrainingData data = TrainingData::from_tokens(tokens, 64);
+  const TrainingData data = reference_windows(ck);
   const TrainOptions o = reference_options();
   test::TempDir dir;
   Transformer model = deep_copy(Transformer::load(ck));
@@ -136,10 +140,7 @@ TEST(TrainReference, Bf16AutocastStepsMatchPyTorch) {
   LLMPRESS_REQUIRE_SHARED(kModel);
   REQUIRE_TORCH_REFERENCE();
   const Checkpoint ck = open_checkpoint(test::shared_path(kModel));
-  const auto tok = load_tokenizer(ck);
-  std::vector<int32_t> tokens = tok->encode(read_text_file(test::shared_path("data/gutenberg-dev-train.txt")));
-  tokens.resize(20000);
-  const TrainingData data = TrainingData::from_tokens(tokens, 64);
+  const TrainingData data = reference_windows(ck);
   TrainOptions o = reference_options();
   o.steps = 5;
   test::TempDir dir;
