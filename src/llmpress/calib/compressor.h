@@ -32,6 +32,15 @@ class Compressor {
   virtual bool prepares_layers() const { return false; }
   virtual void prepare_layer(int64_t layer_index, DecoderLayer& layer, const ModelConfig& config,
                              const std::vector<InputStats>& group_stats) {}
+
+  // Layer-level training (EfficientQAT's Block-AP). When trains_layers() is true, the engine also
+  // carries the hidden states of the uncompressed model: it runs each layer as loaded on them (the
+  // targets, which are also the next layer's uncompressed inputs), compresses its linear layers, then
+  // calls train_layer with the layer, its own inputs (through the compressed earlier layers) and the
+  // targets, [nsamples, seqlen, hidden] each. The layer's outputs are computed after it returns.
+  virtual bool trains_layers() const { return false; }
+  virtual void train_layer(int64_t layer_index, DecoderLayer& layer, const Transformer& shell, const at::Tensor& inputs,
+                           const at::Tensor& targets) {}
 };
 
 }  // namespace llmpress

@@ -139,6 +139,8 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
 
   int64_t first_layer = 0;
   at::Tensor hidden;  // inputs of the current layer, all samples: [nsamples, seqlen, hidden]
+  const bool trains = compressor.trains_layers();
+  at::Tensor uncompressed;  // trains: the same through the layers as loaded
   const std::string state_path = options.work_dir.empty() ? "" : options.work_dir + "/state.json";
   const std::string job = fingerprint(source, tokens, compressor, options);
   result.job = job;
@@ -160,14 +162,19 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
       try {
         const std::string inputs = inputs_file(options.work_dir, first_layer);
         if (fs::exists(inputs)) {
-          hidden = load_tensor_file(inputs, device).at("hidden");
+          const TensorMap saved = load_tensor_file(inputs, device);
+          hidden = saved.at("hidden");
+          if (trains) {
+            if (!saved.count("uncompressed")) throw file_error(inputs, "has no uncompressed-model inputs");
+            uncompressed = saved.at("uncompressed");
+          }
         } else if (first_layer < num_layers) {
           throw file_error(state_path, "has no saved inputs for layer " + std::to_string(first_layer));
         }
       } catch (const Error& e) {
         log_warning(std::string(e.what()) + "; redoing this stage from its first layer");
         first_layer = 0;
-        hidden = at::Tensor();
+        hidden = uncompressed = at::Tensor();
       }
       for (int64_t i = 0; i < first_layer && options.on_layer; ++i)
         options.on_layer(i, load_layer_file(engine_layer_file(options.work_dir, i), device), at::Tensor());
@@ -178,6 +185,7 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
     }
   }
   if (!hidden.defined() && first_layer == 0) hidden = shell.embed(tokens.to(device)).to(at::kFloat);
+  if (trains && !uncompressed.defined() && hidden.defined()) uncompressed = hidden.clone();
 
   StatsRequest request = compressor.needs();
   if (options.measure_errors) request.hessian = true;
@@ -211,6 +219,7 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
       }
     };
 
+    if (trains) runner.run(layer, uncompressed, /*replace=*/true);  // the targets, before any compression
     if (wants_stats && compressor.prepares_layers()) {
       const auto captured = runner.capture(layer, hidden, linear_groups(), request);
       std::vector<InputStats> group_stats;
@@ -229,6 +238,7 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
       for (const auto& group : linear_groups()) compress_group(group, stats.at(group.front()));
     }
 
+    if (trains) compressor.train_layer(i, layer, shell, hidden, uncompressed);
     runner.run(layer, hidden, /*replace=*/true);
     if (!all_finite(hidden))
       throw Error("layer " + std::to_string(i) + " (" + prefix + "*): outputs contain NaN or Inf after " +
@@ -236,7 +246,11 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
 
     if (!options.work_dir.empty()) {
       save_layer_file(engine_layer_file(options.work_dir, i), layer);
-      if (options.save_inputs) save_tensor_file(inputs_file(options.work_dir, i + 1), {{"hidden", hidden}});
+      if (options.save_inputs) {
+        TensorMap saved = {{"hidden", hidden}};
+        if (trains) saved["uncompressed"] = uncompressed;
+        save_tensor_file(inputs_file(options.work_dir, i + 1), saved);
+      }
       write_file_atomic(state_path, nlohmann::json{{"job", job}, {"finished_layers", i + 1}}.dump(2) + "\n");
       std::error_code ec;
       fs::remove(inputs_file(options.work_dir, i), ec);

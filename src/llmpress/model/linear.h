@@ -19,11 +19,13 @@ struct PruningMask {
 };
 
 // A tensor training may update in place, named by a suffix of the weight's name ("" for a plain
-// matrix, "_u" / "_v" for low-rank factors), with the positions that must stay exactly zero.
+// matrix, "_u" / "_v" for low-rank factors, "_qscale" ... for quantization parameters), with the
+// positions that must stay exactly zero.
 struct TrainableTensor {
   std::string suffix;
   at::Tensor tensor;
   at::Tensor removed;  // undefined: none
+  bool decay = true;   // weight decay applies (matrices); not to quantization parameters
 };
 
 class LinearWeight {

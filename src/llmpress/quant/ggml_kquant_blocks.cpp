@@ -18,6 +18,10 @@ using ggml_blocks::load_f16;
 using ggml_blocks::nearest_int;
 using ggml_blocks::round_to_f16;
 using ggml_blocks::store_f16;
+using ggml_blocks::pack_q3_scales;
+using ggml_blocks::unpack_q3_scale;
+using ggml_blocks::pack_scale_min_k4;
+using ggml_blocks::unpack_scale_min_k4;
 
 constexpr int QK = int(kSuperBlockElements);
 constexpr int64_t kQ2Bytes = 84, kQ3Bytes = 110, kQ4Bytes = 144, kQ5Bytes = 176, kQ6Bytes = 210;
@@ -43,47 +47,6 @@ void pack_4bit(const uint8_t* codes, uint8_t* qs) {
 int unpack_4bit(const uint8_t* qs, int e) {
   const uint8_t byte = qs[32 * (e / 64) + e % 32];
   return (e % 64) < 32 ? byte & 0x0f : byte >> 4;
-}
-
-// Q3_K 6-bit signed sub-block scales (stored +32) in 12 bytes: low nibbles in bytes 0-7
-// (sub-blocks 8-15 in the high nibbles), high 2 bits in bytes 8-11.
-void pack_q3_scales(const int* codes, uint8_t* scales) {
-  std::memset(scales, 0, 12);
-  for (int j = 0; j < 16; ++j) {
-    const int l = codes[j];
-    if (j < 8)
-      scales[j] = uint8_t(l & 0x0f);
-    else
-      scales[j - 8] |= uint8_t((l & 0x0f) << 4);
-    scales[j % 4 + 8] |= uint8_t((l >> 4) << (2 * (j / 4)));
-  }
-}
-int unpack_q3_scale(const uint8_t* scales, int j) {
-  const int low = j < 8 ? scales[j] & 0x0f : scales[j - 8] >> 4;
-  const int high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
-  return (low | (high << 4)) - 32;
-}
-
-// Q4_K/Q5_K 6-bit scale and min of sub-block j (0..7) in 12 bytes (formats.md 2.3). Written with
-// ggml's exact byte operations: codes >= 64 (possible only in the weighted Q4_K path) spill as in ggml.
-void pack_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* scales) {
-  if (j < 4) {
-    scales[j] = ls;
-    scales[j + 4] = lm;
-  } else {
-    scales[j + 4] = uint8_t((ls & 0x0f) | ((lm & 0x0f) << 4));
-    scales[j - 4] |= uint8_t((ls >> 4) << 6);
-    scales[j] |= uint8_t((lm >> 4) << 6);
-  }
-}
-void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m) {
-  if (j < 4) {
-    sc = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    sc = uint8_t((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
-    m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
-  }
 }
 
 // ---- shared stages -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ namespace {
 std::string layer_prefix(size_t index) { return "model.layers." + std::to_string(index) + "."; }
 
 void add_linear(const std::string& name, const Linear& linear, std::vector<Parameter>& out) {
-  for (const TrainableTensor& t : linear.weight->trainable()) out.push_back({name + ".weight" + t.suffix, t.tensor, t.removed});
+  for (const TrainableTensor& t : linear.weight->trainable()) out.push_back({name + ".weight" + t.suffix, t.tensor, t.removed, t.decay});
   if (linear.bias.defined()) out.push_back({name + ".bias", linear.bias, {}, false});
 }
 

@@ -132,7 +132,7 @@ void check_train_options(const TrainOptions& o) {
   need(o.steps >= 1, "--steps must be at least 1");
   need(o.batch_size >= 1, "--batch-size must be at least 1");
   need(o.grad_accum >= 1, "--grad-accum must be at least 1");
-  need(o.lr > 0 && std::isfinite(o.lr), "--lr must be positive");
+  need(o.lr >= 0 && std::isfinite(o.lr), "--lr must not be negative");
   need(o.min_lr == -1 || (o.min_lr >= 0 && o.min_lr <= o.lr), "--min-lr must be in [0, --lr] (or -1 for lr / 10)");
   need(o.warmup >= 0 && o.warmup <= o.steps, "--warmup must be in [0, --steps]");
   need(o.schedule == "cosine" || o.schedule == "linear" || o.schedule == "constant",

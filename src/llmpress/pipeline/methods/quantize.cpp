@@ -1,11 +1,13 @@
-// Post-training quantization methods: rtn, gptq, awq, awq-gptq. Onto an integer grid (bits,
-// group, sym) or, with `type`, onto the llama.cpp block types of a llama-quantize mix.
+// Post-training quantization methods: rtn, gptq, awq, awq-gptq, and block-ap (rtn or gptq, then
+// EfficientQAT's per-layer training). Onto an integer grid (bits, group, sym) or, with `type`, onto
+// the llama.cpp block types of a llama-quantize mix.
 #include "llmpress/core/error.h"
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/lowrank/low_rank_weight.h"
 #include "llmpress/pipeline/method.h"
 #include "llmpress/quant/awq.h"
+#include "llmpress/quant/block_ap.h"
 #include "llmpress/quant/ggml_rtn.h"
 #include "llmpress/quant/ggml_weight.h"
 #include "llmpress/quant/gptq.h"
@@ -184,12 +186,60 @@ MethodSpec quantize_method(const std::string& name, const std::string& summary, 
   return m;
 }
 
+BlockApOptions block_ap_of(const StageOptions& o) {
+  BlockApOptions b;
+  b.epochs = o.integer("epochs");
+  b.batch_size = o.integer("batch_size");
+  b.weight_lr = o.number("weight_lr");
+  b.quant_lr = o.number("quant_lr");
+  b.min_lr_factor = o.number("min_lr_factor");
+  b.weight_decay = o.number("weight_decay");
+  b.bf16 = o.flag("bf16");
+  return b;
+}
+
+MethodSpec block_ap_method() {
+  MethodSpec m;
+  m.name = "block-ap";
+  m.family = "quantize";
+  m.summary = "EfficientQAT Block-AP: rtn (or gptq), then each layer's weights, scales and norms trained to "
+              "reproduce the layer's outputs";
+  m.options = gptq_options();
+  const std::vector<OptionSpec> own = {
+      {"init", OptionType::String, "rtn", "the quantization each layer starts from: rtn (the paper's) or gptq"},
+      {"imatrix", OptionType::Boolean, false, "init rtn with type: weight each block by the activations (imatrix)"},
+      {"epochs", OptionType::Integer, 2, "passes over the calibration samples per layer"},
+      {"batch_size", OptionType::Integer, 2, "calibration samples per step"},
+      {"weight_lr", OptionType::Number, 2e-5, "learning rate of the weights and norms (0: frozen)"},
+      {"quant_lr", OptionType::Number, 1e-4, "learning rate of the scales, zero points and mins (0: frozen)"},
+      {"min_lr_factor", OptionType::Number, 20.0, "the cosine schedules end at lr / min_lr_factor"},
+      {"weight_decay", OptionType::Number, 0.0, "AdamW's decoupled weight decay"},
+      {"bf16", OptionType::Boolean, false, "matrix products in bfloat16 (autocast)"}};
+  m.options.insert(m.options.end(), own.begin(), own.end());
+  m.needs_calibration = [](const StageOptions&) { return true; };
+  m.check = [](const StageOptions& o, ModelState& state) {
+    if (o.text("init") != "rtn" && o.text("init") != "gptq") throw o.error("init", "init must be rtn or gptq");
+    try {
+      block_ap_of(o).check();
+    } catch (const Error& e) {
+      throw o.error(e.what());
+    }
+    check_quantize(o, state);
+  };
+  m.compressor = [](const StageOptions& o, const StageContext& context) -> std::unique_ptr<Compressor> {
+    return std::make_unique<BlockApCompressor>(make_quantizer(o, context, o.text("init") == "gptq", false),
+                                               block_ap_of(o));
+  };
+  return m;
+}
+
 const MethodRegistration rtn(quantize_method("rtn", "round to nearest (no calibration; imatrix-weighted with type)",
                                              false, false));
 const MethodRegistration gptq(quantize_method("gptq", "GPTQ: rounding errors spread through the inverse Hessian",
                                               true, false));
 const MethodRegistration awq(quantize_method("awq", "AWQ: activation-aware channel scales, then rtn", false, true));
 const MethodRegistration awq_gptq(quantize_method("awq-gptq", "AWQ channel scales, then GPTQ", true, true));
+const MethodRegistration block_ap(block_ap_method());
 
 }  // namespace
 

@@ -1,7 +1,11 @@
 // Training as a recipe stage: `train` fine-tunes the model on text or prompt/response records, and
 // `distill` makes it match a teacher (by default the recipe's own input model: prune -> distill is
-// Minitron-style recovery). Both run on the whole loaded model, like the structured stages, and leave
-// the trained embeddings, final norm and head beside the layers (the stage's shell file).
+// Minitron-style recovery). `qat` is distillation of a quantized model through fake-quant weights
+// (quant/fake_quant.h) whose export is exactly the format it was trained on: the weights and the
+// quantization parameters, or (learn: qparams) only the parameters, EfficientQAT's E2E-QP; `peqa`
+// fine-tunes only the scales of a quantized model on task data. All run on the whole loaded model,
+// like the structured stages, and leave the trained embeddings, final norm and head beside the layers
+// (the stage's shell file).
 #include <filesystem>
 
 #include "llmpress/core/error.h"
@@ -10,6 +14,7 @@
 #include "llmpress/distill/distiller.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/pipeline/method.h"
+#include "llmpress/quant/fake_quant.h"
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/data.h"
 #include "llmpress/train/parameters.h"
@@ -82,13 +87,37 @@ void check_readable(const StageOptions& o, const std::string& name) {
   }
 }
 
-void check_training(const StageOptions& o, ModelState&) {
+// What each `learn` choice trains, as a --trainable pattern (fake_quant.h names the tensors).
+std::string learn_pattern(const std::string& learn) {
+  if (learn == "all") return "";
+  if (learn == "weights") return "_proj\\.weight(_q[a-z_]+)?$";  // the linear layers: latents and parameters
+  if (learn == "qparams") return "\\.weight_q[a-z_]+$";
+  if (learn == "scales") return "\\.weight_q(sub_)?scale$";
+  throw Error("learn must be all, weights, qparams or scales, not '" + learn + "'");
+}
+
+bool fake_quantizes(const std::string& method) { return method == "qat" || method == "peqa"; }
+bool distills(const std::string& method) { return method == "distill" || method == "qat"; }
+
+void check_training(const StageOptions& o, ModelState& state) {
+  if (fake_quantizes(o.method())) {
+    if (!state.quantized)
+      throw o.error(o.method() + " trains a quantized model: put a quantize stage (rtn, gptq) before it, or start "
+                    "from a GGUF or GPTQ model");
+    if (o.method() == "qat") {
+      try {
+        learn_pattern(o.text("learn"));
+      } catch (const Error& e) {
+        throw o.error("learn", e.what());
+      }
+    }
+  }
   if (!o.given("data")) throw o.error("data", o.method() + " needs training data: data: FILE (text or .jsonl)");
   check_readable(o, "data");
   if (o.given("eval")) check_readable(o, "eval");
   if (o.integer("seqlen") < 2) throw o.error("seqlen", "seqlen must be at least 2");
   if (o.integer("save_every") < 0) throw o.error("save_every", "save_every must not be negative");
-  if (o.method() == "distill") {
+  if (distills(o.method())) {
     if (o.given("teacher") && !std::filesystem::exists(o.text("teacher")))
       throw o.error("teacher", "the teacher " + o.text("teacher") + " does not exist");
     try {
@@ -99,7 +128,7 @@ void check_training(const StageOptions& o, ModelState&) {
   }
   try {
     check_train_options(train_options(o));
-    if (o.method() == "distill") check_distill_options(distill_options(o));
+    if (distills(o.method())) check_distill_options(distill_options(o));
   } catch (const Error& e) {
     throw o.error(e.what());
   }
@@ -117,9 +146,15 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
   }
   if (o.given("eval")) t.eval_tokens = tokenizer->encode(read_text_file(o.text("eval")));
   model = deep_copy(model);  // its own tensors, whatever the source shares
+  int64_t fake_quantized = 0;
+  if (fake_quantizes(o.method())) {
+    fake_quantized = wrap_fake_quant(model);
+    if (fake_quantized == 0) throw o.error(o.method() + ": the model has no integer-grid or ggml k-/legacy-quant layer to train");
+    if (!o.given("trainable")) t.trainable = learn_pattern(o.method() == "peqa" ? "scales" : o.text("learn"));
+  }
 
   TrainResult result;
-  if (o.method() == "train") {
+  if (!distills(o.method())) {
     result = train(model, data, cross_entropy_loss(model, t.checkpoint_layers), t);
   } else {
     const DistillOptions d = distill_options(o);
@@ -133,8 +168,10 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
     result = train(model, data,
                    distillation_loss(model, &teacher, nullptr, tokenizer->vocab_size(), d, t.seed), t);
   }
+  if (fake_quantized > 0) export_fake_quant(model);  // the weights the last training forward used, as stored
   if (!t.state_path.empty()) std::filesystem::remove(t.state_path);  // the stage is finished
-  std::string summary = strprintf("trained %lld steps on %s: loss %.4f -> %.4f", (long long)t.steps,
+  const std::string what = fake_quantized > 0 ? strprintf("%lld fake-quantized layers ", (long long)fake_quantized) : "";
+  std::string summary = strprintf("%strained %lld steps on %s: loss %.4f -> %.4f", what.c_str(), (long long)t.steps,
                                   data.description().c_str(), result.losses.empty() ? 0.0 : result.losses.front(),
                                   result.losses.empty() ? 0.0 : result.losses.back());
   if (!result.evals.empty()) summary += strprintf("; eval perplexity %.4f", result.evals.back().perplexity);
@@ -144,12 +181,16 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
 MethodSpec training_method(const std::string& name) {
   MethodSpec m;
   m.name = name;
-  m.family = name;
+  m.family = name == "peqa" ? "finetune" : name;
   m.options = training_options();
   if (name == "train") {
     m.summary = "fine-tune on text or prompt/response records (cross-entropy, AdamW)";
+  } else if (name == "peqa") {
+    m.summary = "PEQA: fine-tune only the scales of a quantized model on task data (cross-entropy); same format out";
   } else {
-    m.summary = "knowledge distillation from a teacher (default: the recipe's input model)";
+    m.summary = name == "qat" ? "quantization-aware training: KD from the recipe's input into the quantized model "
+                                "through fake-quant weights, exported exactly onto the format it trained"
+                              : "knowledge distillation from a teacher (default: the recipe's input model)";
     const std::vector<OptionSpec> kd = {
         {"teacher", OptionType::String, nullptr, "teacher model (default: the recipe's model, before any stage)"},
         {"loss", OptionType::String, "fkl", "ce, fkl, rkl, jsd, tvd, skl or srkl"},
@@ -162,6 +203,11 @@ MethodSpec training_method(const std::string& name) {
         {"sample_temperature", OptionType::Number, 1.0, "on_policy / seq_kd sampling temperature (0: greedy)"},
     };
     m.options.insert(m.options.begin() + 1, kd.begin(), kd.end());
+    if (name == "qat")
+      m.options.insert(m.options.begin() + 1,
+                       {"learn", OptionType::String, "all",
+                        "all (weights, norms, embeddings and quantization parameters), weights (the quantized layers "
+                        "and their parameters), qparams (only scales, zero points and mins: E2E-QP) or scales"});
   }
   m.trains = true;
   m.needs_calibration = [](const StageOptions&) { return false; };
@@ -172,6 +218,8 @@ MethodSpec training_method(const std::string& name) {
 
 const MethodRegistration train_stage(training_method("train"));
 const MethodRegistration distill_stage(training_method("distill"));
+const MethodRegistration qat_stage(training_method("qat"));
+const MethodRegistration peqa_stage(training_method("peqa"));
 
 }  // namespace
 
