@@ -6,6 +6,7 @@
 // the PTQ weights unchanged.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -76,7 +77,8 @@ void perturb(const FakeQuantWeight& fake, uint64_t seed) {
     const at::Tensor noise = at::randn(t.tensor.sizes(), gen);
     if (t.suffix.empty()) t.tensor.add_(noise * t.tensor.std() * 0.3);
     else if (t.suffix == "_qscale" || t.suffix == "_qmin") t.tensor.mul_(1 + noise * 0.05);
-    else t.tensor.add_(noise * 3);  // integer sub-block scales, mins and zeros: many leave their range
+    else if (t.suffix == "_qzero") t.tensor.add_(noise * 3);  // in code units: many leave their range
+    else t.tensor.add_(noise * 0.5);  // sub-block scales and mins, relative to where they started
   }
 }
 
@@ -155,7 +157,8 @@ TEST(FakeQuant, StraightThroughGradientIsIdentityInsideTheRangeAndZeroOutside) {
   const at::Tensor upstream = at::randn({4, 64});
   (fake->values() * upstream).sum().backward();
   const auto params = fake->trainable();
-  const at::Tensor latent = params[0].tensor.detach(), scale = params[1].tensor.detach().to(at::kHalf).to(at::kFloat);
+  const at::Tensor latent = params[0].tensor.detach();
+  const at::Tensor scale = fake->parts().scale.effective().detach().to(at::kHalf).to(at::kFloat);
   const at::Tensor zero = params[2].tensor.detach().round();
   const at::Tensor group = at::arange(64).floor_divide(32);
   const at::Tensor pre = at::round(latent / scale.index_select(1, group)) + zero.index_select(1, group);
@@ -186,6 +189,13 @@ class FakeQuantReference : public ::testing::Test {
       spec["tensors"][name] = c.sizes().vec();
     };
     for (size_t i = 0; i < names.size(); ++i) dump(names[i], params[i].tensor);
+    const auto& parts = fake.parts();
+    const std::pair<const char*, const FakeQuantWeight::Learned*> learned[] = {
+        {"scale", &parts.scale}, {"zero", &parts.zero_or_min}, {"min", &parts.zero_or_min},
+        {"sub_scale", &parts.sub_scale}, {"sub_min", &parts.sub_min}};
+    for (const auto& [name, l] : learned)
+      if (std::find(names.begin(), names.end(), name) != names.end() && l->unit.defined())
+        dump(std::string(name) + "_unit", l->unit);
     dump("upstream", upstream);
     std::ofstream(dir.file("case.json")) << spec.dump();
     const std::string script = (std::filesystem::path(__FILE__).parent_path() / "fake_quant_reference.py").string();

@@ -5,6 +5,7 @@
 #include <random>
 
 #include "llmpress/core/error.h"
+#include "llmpress/core/progress.h"
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/forward.h"
 
@@ -71,6 +72,35 @@ Batch continue_rows(const Transformer& model, const Batch& batch, double tempera
   out.mask = (at::arange(T, at::kLong) >= prompt - 1).unsqueeze(0).expand({B, T}).clone();
   out.labels.masked_fill_(out.mask.logical_not(), kNotScored);
   out.rows = batch.rows;
+  return out;
+}
+
+at::Tensor self_generated_sequences(const Transformer& model, int64_t rows, int64_t length, int64_t vocab,
+                                    int64_t bos_id, int64_t greedy, double temperature, uint64_t seed,
+                                    int64_t batch, bool progress) {
+  at::NoGradGuard no_grad;
+  const int64_t lead = bos_id >= 0 ? 2 : 1;
+  if (rows < 1 || length <= lead || vocab < 1 || batch < 1) throw Error("self-generated data: nothing to generate");
+  at::Generator gen = at::detail::createCPUGenerator(seed);
+  at::Tensor out = at::empty({rows, length}, at::kLong);
+  Progress bar("generate", rows, "tok", progress);
+  for (int64_t start = 0; start < rows; start += batch) {
+    const int64_t B = std::min(batch, rows - start);
+    at::Tensor sequence = at::randint(vocab, {B, 1}, gen, at::kLong);
+    if (bos_id >= 0) sequence = at::cat({at::full({B, 1}, bos_id, at::kLong), sequence}, 1);
+    KVCache cache = model.make_cache(B, length);
+    at::Tensor logits = model.forward(sequence.to(model.device()), &cache);
+    while (sequence.size(1) < length) {
+      const bool sampled = sequence.size(1) - lead >= greedy;
+      // Scored over the tokenizer's ids only (padding rows of the head never appear).
+      const at::Tensor next = next_tokens(logits.narrow(-1, 0, vocab), sampled ? temperature : 0.0, gen);
+      sequence = at::cat({sequence, next.cpu()}, 1);
+      if (sequence.size(1) < length) logits = model.forward(next.to(model.device()), &cache);
+    }
+    out.narrow(0, start, B).copy_(sequence);
+    bar.update(start + B, (start + B) * length);
+  }
+  bar.finish();
   return out;
 }
 

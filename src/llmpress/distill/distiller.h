@@ -48,6 +48,13 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
 // `temperature`, seeded: the rows become prompt + continuation, scored on the continuation only.
 Batch continue_rows(const Transformer& model, const Batch& batch, double temperature, uint64_t seed);
 
+// LLM-QAT's data-free training data: `rows` sequences of `length` tokens written by `model`, in batches
+// of `batch`. Each starts with `bos_id` (none when negative) and a token drawn uniformly from the first
+// `vocab` ids, continues with `greedy` argmax tokens, then samples at `temperature`; seeded.
+at::Tensor self_generated_sequences(const Transformer& model, int64_t rows, int64_t length, int64_t vocab,
+                                    int64_t bos_id, int64_t greedy, double temperature, uint64_t seed,
+                                    int64_t batch, bool progress);
+
 // Packed prompt/response rows: each record's response is replaced by `model`'s own continuation of its
 // prompt, as long as the response was (GKD on instruction data), so the layout and the scored positions
 // stay as they were; seeded.

@@ -27,6 +27,12 @@ class RoutingCompressor : public Compressor {
                      const std::vector<InputStats>& group_stats) override {
     fallback_->prepare_layer(layer_index, layer, config, group_stats);
   }
+  // Layer training sees only the layers this stage quantized (the skipped ones are not its kind).
+  bool trains_layers() const override { return fallback_->trains_layers(); }
+  void train_layer(int64_t layer_index, DecoderLayer& layer, const Transformer& shell, const at::Tensor& inputs,
+                   const at::Tensor& targets) override {
+    fallback_->train_layer(layer_index, layer, shell, inputs, targets);
+  }
 
   bool skips(const std::string& name) const;
   // The compressor that `name` goes to (nullptr when skipped).

@@ -77,7 +77,18 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
 
   const int64_t samples = inputs.size(0), batch = std::min(options_.batch_size, samples);
   const int64_t per_epoch = (samples + batch - 1) / batch, total = per_epoch * options_.epochs;
-  double first = 0, last = 0;
+  // The reconstruction error over every sample, without training.
+  const auto error = [&] {
+    at::NoGradGuard no_grad;
+    double sum = 0;
+    for (int64_t start = 0; start < samples; start += batch) {
+      const int64_t n = std::min(batch, samples - start);
+      const at::Tensor out = layer.forward(inputs.narrow(0, start, n), shell.config, shell.rope, 0);
+      sum += at::mse_loss(out.to(at::kFloat), targets.narrow(0, start, n)).item<double>() * double(n);
+    }
+    return sum / double(samples);
+  };
+  const double before = error();
   for (int64_t step = 0; step < total; ++step) {
     const int64_t start = (step % per_epoch) * batch, n = std::min(batch, samples - start);
     optimizer.zero_grad();
@@ -97,17 +108,16 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
     if (!std::isfinite(value))
       throw Error(strprintf("layer %lld: block-ap's reconstruction loss is %g at step %lld; lower weight_lr / quant_lr",
                             (long long)index, value, (long long)step + 1));
-    if (step < per_epoch) first += value * double(n) / double(samples);
-    if (step >= total - per_epoch) last += value * double(n) / double(samples);
   }
+  const double after = error();
   for (const std::string& name : DecoderLayer::linear_names()) {
     Linear& linear = layer.linear(name);
     if (const auto* fake = dynamic_cast<const FakeQuantWeight*>(linear.weight.get())) linear.weight = fake->exported();
   }
   layer.input_norm = layer.input_norm.detach();
   layer.post_attention_norm = layer.post_attention_norm.detach();
-  log_info(strprintf("layer %lld: block-ap %lld steps, reconstruction mse %.4g (first epoch) -> %.4g (last)",
-                     (long long)index, (long long)total, first, last));
+  log_info(strprintf("layer %lld: block-ap %lld steps, reconstruction mse %.4g -> %.4g", (long long)index,
+                     (long long)total, before, after));
 }
 
 }  // namespace llmpress

@@ -33,6 +33,13 @@ struct GridForward {
 
 }  // namespace
 
+FakeQuantWeight::Learned FakeQuantWeight::Learned::relative_to(const at::Tensor& initial, bool integral) {
+  const at::Tensor x = initial.to(at::kFloat);
+  if (!integral) return {at::ones_like(x), x.clone()};
+  const at::Tensor zero = x == 0;
+  return {at::where(zero, at::zeros_like(x), at::ones_like(x)), at::where(zero, at::ones_like(x), x)};
+}
+
 FakeQuantWeight::FakeQuantWeight(Parts parts) : p_(std::move(parts)) {
   if (!p_.latent.defined() || p_.latent.dim() != 2 || !p_.scale.defined())
     throw Error("fake-quant weight: the latent matrix and the scales are required");
@@ -41,8 +48,9 @@ FakeQuantWeight::FakeQuantWeight(Parts parts) : p_(std::move(parts)) {
     const BlockGrid& grid = block_grid(p_.type);
     const int64_t block = grid.sub_blocks * grid.sub_elements;
     const int64_t rows = p_.latent.size(0), blocks = p_.latent.size(1) / block;
-    const auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, bool needed, const char* what) {
-      if (needed != t.defined() || (needed && t.sizes() != at::IntArrayRef(shape)))
+    const auto expect = [&](const Learned& t, std::vector<int64_t> shape, bool needed, const char* what) {
+      const auto shaped = [&](const at::Tensor& x) { return !x.defined() || x.sizes() == at::IntArrayRef(shape); };
+      if (needed != t.defined() || (needed && !(shaped(t.value) && shaped(t.unit))))
         throw Error(std::string("fake-quant ") + tensor_type_name(p_.type) + " weight: bad " + what);
     };
     if (p_.latent.size(1) % block != 0) throw Error("fake-quant weight: rows are not whole blocks");
@@ -53,8 +61,9 @@ FakeQuantWeight::FakeQuantWeight(Parts parts) : p_(std::move(parts)) {
            "sub-block mins");
   } else {
     p_.grid.check();
-    if (!p_.zero_or_min.defined() || p_.zero_or_min.sizes() != p_.scale.sizes() || !p_.g_idx.defined() ||
-        p_.g_idx.numel() != p_.latent.size(1) || p_.scale.size(0) != p_.latent.size(0))
+    if (!p_.zero_or_min.defined() || p_.zero_or_min.value.sizes() != p_.scale.value.sizes() || !p_.g_idx.defined() ||
+        p_.g_idx.numel() != p_.latent.size(1) || p_.scale.value.size(0) != p_.latent.size(0) ||
+        (p_.scale.unit.defined() && p_.scale.unit.sizes() != p_.scale.value.sizes()))
       throw Error("fake-quant integer weight: inconsistent shapes of latent, scales, zeros and g_idx");
   }
 }
@@ -72,8 +81,8 @@ std::shared_ptr<FakeQuantWeight> FakeQuantWeight::wrap(const LinearWeight& weigh
     parts.grid.scale_dtype = q->scales().scalar_type();
     parts.act_order = q->act_order();
     parts.latent = q->dense().clone();
-    parts.scale = q->scales().to(at::kFloat);
-    parts.zero_or_min = q->zeros().to(at::kFloat);
+    parts.scale = Learned::relative_to(q->scales(), false);
+    parts.zero_or_min = {q->zeros().to(at::kFloat), {}};
     parts.g_idx = q->g_idx().to(at::kLong);
     return std::make_shared<FakeQuantWeight>(std::move(parts));
   }
@@ -103,10 +112,10 @@ std::shared_ptr<FakeQuantWeight> FakeQuantWeight::wrap(const LinearWeight& weigh
   parts.ggml = true;
   parts.type = type;
   parts.latent = g->dense().clone();
-  parts.scale = d.to(device);
-  if (grid.offset != BlockGrid::Offset::None) parts.zero_or_min = min.to(device);
-  if (grid.sub_scales) parts.sub_scale = sub_scale.to(device);
-  if (grid.offset == BlockGrid::Offset::SubBlockMin) parts.sub_min = sub_min.to(device);
+  parts.scale = Learned::relative_to(d.to(device), false);
+  if (grid.offset != BlockGrid::Offset::None) parts.zero_or_min = Learned::relative_to(min.to(device), false);
+  if (grid.sub_scales) parts.sub_scale = Learned::relative_to(sub_scale.to(device), true);
+  if (grid.offset == BlockGrid::Offset::SubBlockMin) parts.sub_min = Learned::relative_to(sub_min.to(device), true);
   return std::make_shared<FakeQuantWeight>(std::move(parts));
 }
 
@@ -115,8 +124,9 @@ namespace {
 GridForward int_grid_forward(const FakeQuantWeight::Parts& p) {
   const double max_code = double(p.grid.max_code());
   GridForward f;
-  f.scale = stored_ste(p.scale, p.grid.scale_dtype);
-  f.zero_point = p.grid.symmetric ? p.zero_or_min : at::clamp(round_ste(p.zero_or_min), 0.0, max_code);
+  f.scale = stored_ste(p.scale.effective(), p.grid.scale_dtype);
+  const at::Tensor zero = p.zero_or_min.effective();
+  f.zero_point = p.grid.symmetric ? zero : at::clamp(round_ste(zero), 0.0, max_code);
   f.step = f.scale.index_select(1, p.g_idx);
   f.zero = f.zero_point.index_select(1, p.g_idx);
   f.code = at::clamp(round_ste(p.latent / safe_divisor(f.step)) + f.zero, 0.0, max_code);
@@ -125,21 +135,21 @@ GridForward int_grid_forward(const FakeQuantWeight::Parts& p) {
 
 GridForward block_forward(const FakeQuantWeight::Parts& p) {
   const BlockGrid& grid = block_grid(p.type);
-  const int64_t rows = p.latent.size(0), blocks = p.scale.size(1);
+  const int64_t rows = p.latent.size(0), blocks = p.scale.value.size(1);
   const at::Tensor w = p.latent.view({rows, blocks, grid.sub_blocks, grid.sub_elements});
   GridForward f;
-  f.d = f16_ste(p.scale);
+  f.d = f16_ste(p.scale.effective());
   const at::Tensor d = f.d.view({rows, blocks, 1, 1});
   if (grid.sub_scales) {
-    f.sub_scale = at::clamp(round_ste(p.sub_scale), grid.scale_min, grid.scale_max);
+    f.sub_scale = at::clamp(round_ste(p.sub_scale.effective()), grid.scale_min, grid.scale_max);
     f.step = d * f.sub_scale.unsqueeze(-1);
   } else {
     f.step = d;
   }
-  if (grid.offset != BlockGrid::Offset::None) f.min = f16_ste(p.zero_or_min);
+  if (grid.offset != BlockGrid::Offset::None) f.min = f16_ste(p.zero_or_min.effective());
   if (grid.offset == BlockGrid::Offset::BlockMin) f.offset = f.min.view({rows, blocks, 1, 1});
   if (grid.offset == BlockGrid::Offset::SubBlockMin) {
-    f.sub_min = at::clamp(round_ste(p.sub_min), 0, grid.min_max);
+    f.sub_min = at::clamp(round_ste(p.sub_min.effective()), 0, grid.min_max);
     f.offset = -(f.min.view({rows, blocks, 1, 1}) * f.sub_min.unsqueeze(-1));
   }
   const at::Tensor centred = f.offset.defined() ? w - f.offset : w;
@@ -177,8 +187,9 @@ int64_t FakeQuantWeight::storage_bits() const {
     return out_features() * (in_features() / info.block_elements) * info.block_bytes * 8;
   }
   // As QuantizedWeight counts: codes and zeros at `bits`, scales at their dtype, g_idx with act-order.
-  int64_t bits = (p_.latent.numel() + p_.scale.numel()) * p_.grid.bits;
-  bits += p_.scale.numel() * int64_t(c10::elementSize(p_.grid.scale_dtype)) * 8;
+  const int64_t groups = p_.scale.value.numel();
+  int64_t bits = (p_.latent.numel() + groups) * p_.grid.bits;
+  bits += groups * int64_t(c10::elementSize(p_.grid.scale_dtype)) * 8;
   return bits + (p_.act_order ? in_features() * 32 : 0);
 }
 
@@ -219,11 +230,11 @@ std::shared_ptr<LinearWeight> FakeQuantWeight::exported() const {
 }
 
 std::vector<TrainableTensor> FakeQuantWeight::trainable() const {
-  std::vector<TrainableTensor> out = {{"", p_.latent, {}, true}, {"_qscale", p_.scale, {}, false}};
-  if (p_.sub_scale.defined()) out.push_back({"_qsub_scale", p_.sub_scale, {}, false});
-  if (p_.ggml && p_.zero_or_min.defined()) out.push_back({"_qmin", p_.zero_or_min, {}, false});
-  if (!p_.ggml && !p_.grid.symmetric) out.push_back({"_qzero", p_.zero_or_min, {}, false});
-  if (p_.sub_min.defined()) out.push_back({"_qsub_min", p_.sub_min, {}, false});
+  std::vector<TrainableTensor> out = {{"", p_.latent, {}, true}, {"_qscale", p_.scale.value, {}, false}};
+  if (p_.sub_scale.defined()) out.push_back({"_qsub_scale", p_.sub_scale.value, {}, false});
+  if (p_.ggml && p_.zero_or_min.defined()) out.push_back({"_qmin", p_.zero_or_min.value, {}, false});
+  if (!p_.ggml && !p_.grid.symmetric) out.push_back({"_qzero", p_.zero_or_min.value, {}, false});
+  if (p_.sub_min.defined()) out.push_back({"_qsub_min", p_.sub_min.value, {}, false});
   return out;
 }
 
@@ -237,10 +248,14 @@ WeightState FakeQuantWeight::save() const {
               {"group_size", p_.grid.group_size}, {"scale_dtype", c10::toString(p_.grid.scale_dtype)},
               {"act_order", p_.act_order}};
   }
-  const std::pair<const char*, const at::Tensor*> tensors[] = {{"latent", &p_.latent}, {"scale", &p_.scale},
-      {"zero_or_min", &p_.zero_or_min}, {"sub_scale", &p_.sub_scale}, {"sub_min", &p_.sub_min}, {"g_idx", &p_.g_idx}};
-  for (const auto& [name, t] : tensors)
-    if (t->defined()) s.tensors[name] = t->detach();
+  if (p_.g_idx.defined()) s.tensors["g_idx"] = p_.g_idx;
+  s.tensors["latent"] = p_.latent.detach();
+  const std::pair<const char*, const Learned*> learned[] = {
+      {"scale", &p_.scale}, {"zero_or_min", &p_.zero_or_min}, {"sub_scale", &p_.sub_scale}, {"sub_min", &p_.sub_min}};
+  for (const auto& [name, l] : learned) {
+    if (l->value.defined()) s.tensors[name] = l->value.detach();
+    if (l->unit.defined()) s.tensors[std::string(name) + "_unit"] = l->unit;
+  }
   return s;
 }
 
@@ -249,6 +264,10 @@ namespace {
 at::Tensor optional_tensor(const WeightState& s, const std::string& name) {
   const auto it = s.tensors.find(name);
   return it == s.tensors.end() ? at::Tensor() : it->second;
+}
+
+FakeQuantWeight::Learned learned(const WeightState& s, const std::string& name) {
+  return {optional_tensor(s, name), optional_tensor(s, name + "_unit")};
 }
 
 at::ScalarType scale_dtype_named(const std::string& name) {
@@ -273,10 +292,11 @@ const WeightKindRegistration fake_quant_kind("fake-quant", [](const WeightState&
     p.act_order = s.meta.at("act_order").get<bool>();
   }
   p.latent = s.tensor("latent");
-  p.scale = s.tensor("scale");
-  p.zero_or_min = optional_tensor(s, "zero_or_min");
-  p.sub_scale = optional_tensor(s, "sub_scale");
-  p.sub_min = optional_tensor(s, "sub_min");
+  s.tensor("scale");  // required: an Error naming what is missing
+  p.scale = learned(s, "scale");
+  p.zero_or_min = learned(s, "zero_or_min");
+  p.sub_scale = learned(s, "sub_scale");
+  p.sub_min = learned(s, "sub_min");
   if (!p.ggml) p.g_idx = s.tensor("g_idx").to(at::kLong);
   return std::make_shared<FakeQuantWeight>(std::move(p));
 });

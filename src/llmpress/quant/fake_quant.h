@@ -50,15 +50,29 @@ class FakeQuantWeight : public LinearWeight {
   // "_qsub_min" k-quant sub-block mins.
   std::vector<TrainableTensor> trainable() const override;
 
+  // A trained quantization parameter: `value` times a fixed `unit`, the value it started from, so that
+  // one learning rate is the same relative step for a Q4_K super-block scale (~1e-3), its integer
+  // sub-block scales (0..63) and an int2 group step (~1e-2). Without a unit the value trains as it is
+  // (integer zero points, in code units, as EfficientQAT trains them).
+  struct Learned {
+    at::Tensor value, unit;
+    bool defined() const { return value.defined(); }
+    at::Tensor effective() const { return unit.defined() ? value * unit : value; }
+    // value 1 and unit `initial`; an integer parameter that starts at 0 gets unit 1 (so it can move).
+    static Learned relative_to(const at::Tensor& initial, bool integral);
+  };
+
   // For restore: the members as saved.
   struct Parts {
     bool ggml = false;
     TensorType type = TensorType::Q4_0;     // ggml
     IntGridSpec grid;                       // integer grid
     bool act_order = false;
-    at::Tensor latent, scale, zero_or_min, sub_scale, sub_min, g_idx;  // undefined where the format has none
+    at::Tensor latent, g_idx;
+    Learned scale, zero_or_min, sub_scale, sub_min;  // undefined where the format has none
   };
   explicit FakeQuantWeight(Parts parts);
+  const Parts& parts() const { return p_; }
 
  private:
   at::Tensor grid_values() const;

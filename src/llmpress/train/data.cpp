@@ -83,6 +83,17 @@ TrainingData TrainingData::from_tokens(const std::vector<int32_t>& tokens, int64
   return data;
 }
 
+TrainingData TrainingData::from_sequences(const at::Tensor& sequences, const std::string& description) {
+  if (sequences.dim() != 2 || sequences.size(0) < 1 || sequences.size(1) < 2)
+    throw Error("generated training data must be at least one sequence of two tokens");
+  const at::Tensor s = sequences.to(at::kCPU, at::kLong);
+  TrainingData data;
+  data.inputs_ = s.narrow(1, 0, s.size(1) - 1).clone();
+  data.labels_ = s.narrow(1, 1, s.size(1) - 1).clone();
+  data.description_ = description;
+  return data;
+}
+
 TrainingData TrainingData::load(const std::string& path, const Tokenizer& tokenizer, int64_t seqlen) {
   if (!ends_with(path, ".jsonl")) {
     try {

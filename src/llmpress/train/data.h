@@ -37,6 +37,8 @@ class TrainingData {
   static TrainingData load(const std::string& path, const Tokenizer& tokenizer, int64_t seqlen);
   // Rows from a token stream (no file): windows of seqlen + 1 overlapping by one token.
   static TrainingData from_tokens(const std::vector<int32_t>& tokens, int64_t seqlen);
+  // One row per sequence of `sequences` [rows, seqlen + 1] int64 (generated data), every next token scored.
+  static TrainingData from_sequences(const at::Tensor& sequences, const std::string& description);
 
   int64_t rows() const { return inputs_.size(0); }
   int64_t seqlen() const { return inputs_.size(1); }

@@ -112,8 +112,14 @@ void check_training(const StageOptions& o, ModelState& state) {
       }
     }
   }
-  if (!o.given("data")) throw o.error("data", o.method() + " needs training data: data: FILE (text or .jsonl)");
-  check_readable(o, "data");
+  const bool self_generated = o.method() == "qat" && o.integer("generate") > 0;
+  if (o.method() == "qat" && (o.integer("generate") < 0 || o.integer("greedy_tokens") < 0))
+    throw o.error("generate", "generate and greedy_tokens must not be negative");
+  if (self_generated && o.given("data")) throw o.error("generate", "give data or generate, not both");
+  if (!o.given("data") && !self_generated)
+    throw o.error("data", o.method() + " needs training data: data: FILE (text or .jsonl)" +
+                              (o.method() == "qat" ? std::string(", or generate: ROWS (data-free)") : ""));
+  if (o.given("data")) check_readable(o, "data");
   if (o.given("eval")) check_readable(o, "eval");
   if (o.integer("seqlen") < 2) throw o.error("seqlen", "seqlen must be at least 2");
   if (o.integer("save_every") < 0) throw o.error("save_every", "save_every must not be negative");
@@ -134,9 +140,33 @@ void check_training(const StageOptions& o, ModelState& state) {
   }
 }
 
+// The teacher of a distilling stage: `teacher`, or the recipe's input model.
+Transformer load_teacher(const StageOptions& o, const StageContext& context, const Tokenizer& tokenizer,
+                         int64_t student_rows) {
+  const std::string teacher_path = o.given("teacher") ? o.text("teacher") : context.origin.path;
+  const Checkpoint opened = o.given("teacher") ? open_checkpoint(teacher_path) : Checkpoint{};
+  const Checkpoint& teacher_checkpoint = o.given("teacher") ? opened : context.origin;
+  const auto teacher_tokenizer = load_tokenizer(teacher_checkpoint);
+  check_vocabularies(tokenizer, student_rows, *teacher_tokenizer, teacher_checkpoint.config.vocab_size);
+  log_info("teacher: " + teacher_path);
+  return Transformer::load(teacher_checkpoint, context.device);
+}
+
 std::string transform(Transformer& model, const StageOptions& o, const StageContext& context) {
   const auto tokenizer = load_tokenizer(context.origin);
-  const TrainingData data = TrainingData::load(o.text("data"), *tokenizer, o.integer("seqlen"));
+  const Transformer teacher = distills(o.method()) ? load_teacher(o, context, *tokenizer, model.config.vocab_size)
+                                                   : Transformer{};
+  const TrainingData data = [&] {
+    if (o.given("data")) return TrainingData::load(o.text("data"), *tokenizer, o.integer("seqlen"));
+    const int64_t rows = o.integer("generate"), length = o.integer("seqlen") + 1;
+    log_info(strprintf("data-free: the teacher writes %lld rows of %lld tokens", (long long)rows, (long long)length));
+    const at::Tensor sequences =
+        self_generated_sequences(teacher, rows, length, tokenizer->vocab_size(), tokenizer->bos_id(),
+                                 o.integer("greedy_tokens"), o.number("sample_temperature"),
+                                 uint64_t(o.integer("seed")), o.integer("batch_size"), context.progress);
+    return TrainingData::from_sequences(sequences, strprintf("%lld teacher-written rows of %lld", (long long)rows,
+                                                             (long long)length - 1));
+  }();
   TrainOptions t = train_options(o);
   t.progress = context.progress;
   if (context.user_work_dir) {  // a work folder of the user's: checkpoints, and --resume continues
@@ -158,13 +188,6 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
     result = train(model, data, cross_entropy_loss(model, t.checkpoint_layers), t);
   } else {
     const DistillOptions d = distill_options(o);
-    const std::string teacher_path = o.given("teacher") ? o.text("teacher") : context.origin.path;
-    const Checkpoint opened = o.given("teacher") ? open_checkpoint(teacher_path) : Checkpoint{};
-    const Checkpoint& teacher_checkpoint = o.given("teacher") ? opened : context.origin;
-    const auto teacher_tokenizer = load_tokenizer(teacher_checkpoint);
-    check_vocabularies(*tokenizer, model.config.vocab_size, *teacher_tokenizer, teacher_checkpoint.config.vocab_size);
-    log_info("teacher: " + teacher_path);
-    const Transformer teacher = Transformer::load(teacher_checkpoint, context.device);
     result = train(model, data,
                    distillation_loss(model, &teacher, nullptr, tokenizer->vocab_size(), d, t.seed), t);
   }
@@ -203,11 +226,17 @@ MethodSpec training_method(const std::string& name) {
         {"sample_temperature", OptionType::Number, 1.0, "on_policy / seq_kd sampling temperature (0: greedy)"},
     };
     m.options.insert(m.options.begin() + 1, kd.begin(), kd.end());
-    if (name == "qat")
-      m.options.insert(m.options.begin() + 1,
-                       {"learn", OptionType::String, "all",
-                        "all (weights, norms, embeddings and quantization parameters), weights (the quantized layers "
-                        "and their parameters), qparams (only scales, zero points and mins: E2E-QP) or scales"});
+    if (name == "qat") {
+      const std::vector<OptionSpec> qat = {
+          {"learn", OptionType::String, "all",
+           "all (weights, norms, embeddings and quantization parameters), weights (the quantized layers and their "
+           "parameters), qparams (only scales, zero points and mins: E2E-QP) or scales"},
+          {"generate", OptionType::Integer, 0,
+           "data-free (LLM-QAT), instead of data: the teacher writes this many rows of seqlen + 1 tokens"},
+          {"greedy_tokens", OptionType::Integer, 3,
+           "generate: tokens after the random first one chosen greedily, before sampling at sample_temperature"}};
+      m.options.insert(m.options.begin() + 1, qat.begin(), qat.end());
+    }
   }
   m.trains = true;
   m.needs_calibration = [](const StageOptions&) { return false; };
