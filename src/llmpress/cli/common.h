@@ -35,5 +35,7 @@ void register_prune(CLI::App& app);
 void register_run(CLI::App& app);
 void register_train(CLI::App& app);
 void register_distill(CLI::App& app);
+void register_qat(CLI::App& app);
+void register_finetune(CLI::App& app);
 
 }  // namespace llmpress::cli

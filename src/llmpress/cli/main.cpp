@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
   llmpress::cli::register_run(app);
   llmpress::cli::register_train(app);
   llmpress::cli::register_distill(app);
+  llmpress::cli::register_qat(app);
+  llmpress::cli::register_finetune(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

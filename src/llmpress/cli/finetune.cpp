@@ -1,0 +1,55 @@
+// llmpress finetune: quantization-aware fine-tuning of an already quantized model (a GGUF's blocks or a
+// GPTQ checkpoint, kept quantized) on task or domain data, written back in the same format.
+//   peqa  only the quantization scales train (cross-entropy on -f); every code stays as it was
+#include "llmpress/cli/job.h"
+#include "llmpress/core/error.h"
+
+namespace llmpress::cli {
+
+namespace {
+
+struct FinetuneCommand {
+  JobFlags job;
+  std::string method = "peqa";
+  std::string data, train_seqlen;
+  MethodFlags training;
+  CLI::App* app = nullptr;
+};
+
+Recipe build_recipe(const FinetuneCommand& c) {
+  if (c.method != "peqa") throw Error("--method must be peqa, not '" + c.method + "'");
+  Recipe recipe = recipe_from_flags(c.job);
+  StageSpec stage;
+  stage.method = c.method;
+  stage.options = c.training.given();
+  stage.options["data"] = c.data;
+  if (!c.train_seqlen.empty()) {
+    try {
+      stage.options["seqlen"] = std::stoll(c.train_seqlen);
+    } catch (const std::exception&) {
+      throw Error("--train-seqlen: '" + c.train_seqlen + "' is not an integer");
+    }
+  }
+  if (c.app->get_option("--seed")->count()) stage.options["seed"] = c.job.calib.seed;
+  recipe.stages = {stage};
+  return recipe;
+}
+
+}  // namespace
+
+void register_finetune(CLI::App& app) {
+  auto c = std::make_shared<FinetuneCommand>();
+  CLI::App* sub = app.add_subcommand(
+      "finetune", "quantization-aware fine-tuning of a quantized model (PEQA: its scales only), same format out");
+  c->app = sub;
+  add_job_flags(*sub, c->job, "output: NAME.gguf, or a folder (--format gptq keeps a GPTQ checkpoint)");
+  sub->get_option("--model")->description("a quantized model: GGUF (Q4_K_M, Q2_K, ... blocks) or a GPTQ checkpoint");
+  sub->add_option("--method", c->method, "peqa (scales only)")->capture_default_str();
+  sub->add_option("-f,--file", c->data, "training text or .jsonl records")->required();
+  sub->add_option("--train-seqlen", c->train_seqlen, "tokens per training row (default 256)");
+  c->training.add(*sub, "finetune", {"data", "seqlen", "seed", "eval"});
+  sub->footer("example:\n  llmpress finetune -m model-q4km.gguf -f domain.txt -o tuned-q4km.gguf --steps 200 --lr 1e-3 --eval held-out.txt");
+  sub->callback([c] { run_job(build_recipe(*c), c->job); });
+}
+
+}  // namespace llmpress::cli
