@@ -108,7 +108,7 @@ void register_qat(CLI::App& app) {
       {"epochs", "--block-epochs", "block-ap: passes over the calibration samples per layer (default 2)"},
       {"batch_size", "--block-batch", "block-ap: calibration samples per step (default 2)"},
       {"weight_lr", "--block-weight-lr", "block-ap: learning rate of the weights and norms (default 2e-5; 0: frozen)"},
-      {"quant_lr", "--block-quant-lr", "block-ap: learning rate of the quantization parameters, relative (default 1e-4)"}};
+      {"quant_lr", "--block-quant-lr", "block-ap: learning rate of the quantization parameters, relative (default 1e-3)"}};
   for (const auto& [name, flag, help] : block_ap) c->block_ap_flags[name] = sub->add_option(flag, c->block_ap[name], help);
   c->training.add(*sub, "qat", {"data", "seqlen", "seed", "eval"});
   sub->footer("examples:\n"

@@ -31,6 +31,12 @@ std::string BlockApCompressor::describe() const {
                    options_.min_lr_factor, options_.weight_decay, options_.bf16 ? ", bf16" : "");
 }
 
+std::shared_ptr<LinearWeight> BlockApCompressor::compress(const std::string& name, const Linear& linear,
+                                                          const InputStats& stats) {
+  if (options_.latent_from_original) originals_[name] = linear.weight->dense();
+  return init_->compress(name, linear, stats);
+}
+
 namespace {
 
 // torch.optim.lr_scheduler.CosineAnnealingLR at `step` of `total`.
@@ -48,7 +54,9 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
   for (const std::string& name : DecoderLayer::linear_names()) {
     Linear& linear = layer.linear(name);
     if (!FakeQuantWeight::can_wrap(*linear.weight)) continue;
-    auto fake = FakeQuantWeight::wrap(*linear.weight);
+    const std::string full = "model.layers." + std::to_string(index) + "." + name;
+    const auto original = originals_.find(full);
+    auto fake = FakeQuantWeight::wrap(*linear.weight, {false, original == originals_.end() ? at::Tensor() : original->second});
     for (const TrainableTensor& t : fake->trainable()) (t.suffix.empty() ? weights : qparams).push_back(t.tensor);
     linear.weight = fake;
     ++wrapped;
@@ -116,6 +124,7 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
   }
   layer.input_norm = layer.input_norm.detach();
   layer.post_attention_norm = layer.post_attention_norm.detach();
+  originals_.clear();
   log_info(strprintf("layer %lld: block-ap %lld steps, reconstruction mse %.4g -> %.4g", (long long)index,
                      (long long)total, before, after));
 }

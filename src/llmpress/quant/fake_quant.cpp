@@ -44,6 +44,8 @@ FakeQuantWeight::FakeQuantWeight(Parts parts) : p_(std::move(parts)) {
   if (!p_.latent.defined() || p_.latent.dim() != 2 || !p_.scale.defined())
     throw Error("fake-quant weight: the latent matrix and the scales are required");
   p_.latent = p_.latent.to(at::kFloat);
+  if (p_.codes.defined() && p_.codes.sizes() != p_.latent.sizes())
+    throw Error("fake-quant weight: the fixed codes have another shape than the weight");
   if (p_.ggml) {
     const BlockGrid& grid = block_grid(p_.type);
     const int64_t block = grid.sub_blocks * grid.sub_elements;
@@ -74,13 +76,19 @@ bool FakeQuantWeight::can_wrap(const LinearWeight& weight) {
   return g && has_block_grid(g->type());
 }
 
-std::shared_ptr<FakeQuantWeight> FakeQuantWeight::wrap(const LinearWeight& weight) {
+std::shared_ptr<FakeQuantWeight> FakeQuantWeight::wrap(const LinearWeight& weight, const FakeQuantStart& options) {
   Parts parts;
+  const auto latent = [&](const at::Tensor& dequantized) {
+    if (!options.latent.defined()) return dequantized.clone();
+    if (options.latent.sizes() != dequantized.sizes()) throw Error("fake-quant: the latent has another shape than the weight");
+    return options.latent.detach().to(dequantized.device(), at::kFloat).clone();
+  };
   if (const auto* q = dynamic_cast<const QuantizedWeight*>(&weight)) {
     parts.grid = q->spec();
     parts.grid.scale_dtype = q->scales().scalar_type();
     parts.act_order = q->act_order();
-    parts.latent = q->dense().clone();
+    parts.latent = latent(q->dense());
+    if (options.fixed_codes) parts.codes = q->codes().to(parts.latent.device(), at::kFloat);
     parts.scale = Learned::relative_to(q->scales(), false);
     parts.zero_or_min = {q->zeros().to(at::kFloat), {}};
     parts.g_idx = q->g_idx().to(at::kLong);
@@ -95,12 +103,17 @@ std::shared_ptr<FakeQuantWeight> FakeQuantWeight::wrap(const LinearWeight& weigh
   const int64_t rows = g->out_features(), blocks = g->in_features() / info.block_elements;
   at::Tensor d = at::empty({rows, blocks}), min = at::zeros({rows, blocks});
   at::Tensor sub_scale = at::empty({rows, blocks, grid.sub_blocks}), sub_min = at::empty({rows, blocks, grid.sub_blocks});
+  at::Tensor codes = at::empty({rows, blocks * info.block_elements});
   const uint8_t* bytes = g->bytes().data_ptr<uint8_t>();
   auto d_ = d.accessor<float, 2>(), min_ = min.accessor<float, 2>();
+  auto codes_ = codes.accessor<float, 2>();
   auto sub_scale_ = sub_scale.accessor<float, 3>(), sub_min_ = sub_min.accessor<float, 3>();
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t b = 0; b < blocks; ++b) {
-      const BlockHeader h = read_block_header(type, bytes + (r * blocks + b) * info.block_bytes);
+      const uint8_t* block = bytes + (r * blocks + b) * info.block_bytes;
+      const BlockHeader h = read_block_header(type, block);
+      for (int e = 0; options.fixed_codes && e < int(info.block_elements); ++e)
+        codes_[r][b * info.block_elements + e] = float(read_block_code(type, block, e));
       d_[r][b] = h.d;
       min_[r][b] = h.min;
       for (int j = 0; j < grid.sub_blocks; ++j) {
@@ -111,7 +124,8 @@ std::shared_ptr<FakeQuantWeight> FakeQuantWeight::wrap(const LinearWeight& weigh
   const at::Device device = g->dense().device();
   parts.ggml = true;
   parts.type = type;
-  parts.latent = g->dense().clone();
+  parts.latent = latent(g->dense());
+  if (options.fixed_codes) parts.codes = codes.to(device);
   parts.scale = Learned::relative_to(d.to(device), false);
   if (grid.offset != BlockGrid::Offset::None) parts.zero_or_min = Learned::relative_to(min.to(device), false);
   if (grid.sub_scales) parts.sub_scale = Learned::relative_to(sub_scale.to(device), true);
@@ -129,7 +143,7 @@ GridForward int_grid_forward(const FakeQuantWeight::Parts& p) {
   f.zero_point = p.grid.symmetric ? zero : at::clamp(round_ste(zero), 0.0, max_code);
   f.step = f.scale.index_select(1, p.g_idx);
   f.zero = f.zero_point.index_select(1, p.g_idx);
-  f.code = at::clamp(round_ste(p.latent / safe_divisor(f.step)) + f.zero, 0.0, max_code);
+  f.code = p.codes.defined() ? p.codes : at::clamp(round_ste(p.latent / safe_divisor(f.step)) + f.zero, 0.0, max_code);
   return f;
 }
 
@@ -152,8 +166,12 @@ GridForward block_forward(const FakeQuantWeight::Parts& p) {
     f.sub_min = at::clamp(round_ste(p.sub_min.effective()), 0, grid.min_max);
     f.offset = -(f.min.view({rows, blocks, 1, 1}) * f.sub_min.unsqueeze(-1));
   }
-  const at::Tensor centred = f.offset.defined() ? w - f.offset : w;
-  f.code = at::clamp(round_ste(centred / safe_divisor(f.step)) + grid.code_offset, grid.code_min, grid.code_max);
+  if (p.codes.defined()) {
+    f.code = p.codes.view(w.sizes());
+  } else {
+    const at::Tensor centred = f.offset.defined() ? w - f.offset : w;
+    f.code = at::clamp(round_ste(centred / safe_divisor(f.step)) + grid.code_offset, grid.code_min, grid.code_max);
+  }
   return f;
 }
 
@@ -230,7 +248,9 @@ std::shared_ptr<LinearWeight> FakeQuantWeight::exported() const {
 }
 
 std::vector<TrainableTensor> FakeQuantWeight::trainable() const {
-  std::vector<TrainableTensor> out = {{"", p_.latent, {}, true}, {"_qscale", p_.scale.value, {}, false}};
+  std::vector<TrainableTensor> out;
+  if (!p_.codes.defined()) out.push_back({"", p_.latent, {}, true});
+  out.push_back({"_qscale", p_.scale.value, {}, false});
   if (p_.sub_scale.defined()) out.push_back({"_qsub_scale", p_.sub_scale.value, {}, false});
   if (p_.ggml && p_.zero_or_min.defined()) out.push_back({"_qmin", p_.zero_or_min.value, {}, false});
   if (!p_.ggml && !p_.grid.symmetric) out.push_back({"_qzero", p_.zero_or_min.value, {}, false});
@@ -249,6 +269,7 @@ WeightState FakeQuantWeight::save() const {
               {"act_order", p_.act_order}};
   }
   if (p_.g_idx.defined()) s.tensors["g_idx"] = p_.g_idx;
+  if (p_.codes.defined()) s.tensors["codes"] = p_.codes;
   s.tensors["latent"] = p_.latent.detach();
   const std::pair<const char*, const Learned*> learned[] = {
       {"scale", &p_.scale}, {"zero_or_min", &p_.zero_or_min}, {"sub_scale", &p_.sub_scale}, {"sub_min", &p_.sub_min}};
@@ -298,6 +319,7 @@ const WeightKindRegistration fake_quant_kind("fake-quant", [](const WeightState&
   p.sub_scale = learned(s, "sub_scale");
   p.sub_min = learned(s, "sub_min");
   if (!p.ggml) p.g_idx = s.tensor("g_idx").to(at::kLong);
+  p.codes = optional_tensor(s, "codes");
   return std::make_shared<FakeQuantWeight>(std::move(p));
 });
 
@@ -315,10 +337,10 @@ int64_t for_each_linear(Transformer& model, F&& f) {
 
 }  // namespace
 
-int64_t wrap_fake_quant(Transformer& model) {
-  return for_each_linear(model, [](Linear& linear) {
+int64_t wrap_fake_quant(Transformer& model, bool fixed_codes) {
+  return for_each_linear(model, [fixed_codes](Linear& linear) {
     if (!FakeQuantWeight::can_wrap(*linear.weight)) return false;
-    linear.weight = FakeQuantWeight::wrap(*linear.weight);
+    linear.weight = FakeQuantWeight::wrap(*linear.weight, {fixed_codes, {}});
     return true;
   });
 }

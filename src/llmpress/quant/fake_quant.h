@@ -11,6 +11,10 @@
 // clamping stops it outside the range, so d value / d w is 1 inside and 0 outside, and the step size
 // gets LSQ's gradient (code - c0) - (w - o) / e inside and (code - c0) outside.
 //
+// With fixed codes (PEQA, EfficientQAT's E2E-QP) the codes are the stored ones and only the parameters
+// train: d value / d e = code - c0, d value / d o = 1. (LSQ's gradient would vanish there: a latent that
+// sits on its grid gives (code - c0) - (w - o) / e = 0.)
+//
 // Every quantity the forward uses is an exactly stored value (f16 scales, integer sub-block scales and
 // codes), so exported() holds exactly values(): its bytes decode to the training forward's weights.
 #include <ATen/ATen.h>
@@ -25,13 +29,19 @@
 
 namespace llmpress {
 
+struct FakeQuantStart {
+  bool fixed_codes = false;  // only the parameters train; the codes stay the stored ones
+  // The latent to start from, [out, in] (EfficientQAT: the full-precision weights); undefined: the
+  // dequantized matrix, so that values() starts exactly at the weight it was made from.
+  at::Tensor latent;
+};
+
 class FakeQuantWeight : public LinearWeight {
  public:
   // Made from a QuantizedWeight (any grid, act-order too) or a GgmlWeight of a type with a block grid
-  // (has_block_grid): the latent is its dequantized matrix and the parameters are the stored ones, so
-  // values() starts exactly at the weight it was made from.
+  // (has_block_grid), with the stored parameters.
   static bool can_wrap(const LinearWeight& weight);
-  static std::shared_ptr<FakeQuantWeight> wrap(const LinearWeight& quantized);
+  static std::shared_ptr<FakeQuantWeight> wrap(const LinearWeight& quantized, const FakeQuantStart& start = {});
 
   // The quantized weight, differentiable with respect to the latent and the parameters; [out, in] float32.
   at::Tensor values() const;
@@ -45,7 +55,7 @@ class FakeQuantWeight : public LinearWeight {
   at::Tensor dense() const override;
   std::string kind() const override { return "fake-quant"; }
   WeightState save() const override;
-  // "" the latent matrix; "_qscale" the (super-)block or group scales; "_qsub_scale" the k-quant
+  // "" the latent matrix (not with fixed codes); "_qscale" the (super-)block or group scales; "_qsub_scale" the k-quant
   // sub-block scales; "_qzero" integer zero points; "_qmin" Q4_1 / Q5_1 mins or k-quant dmin;
   // "_qsub_min" k-quant sub-block mins.
   std::vector<TrainableTensor> trainable() const override;
@@ -69,6 +79,7 @@ class FakeQuantWeight : public LinearWeight {
     IntGridSpec grid;                       // integer grid
     bool act_order = false;
     at::Tensor latent, g_idx;
+    at::Tensor codes;  // fixed codes [out, in] as float (undefined: codes from the latent)
     Learned scale, zero_or_min, sub_scale, sub_min;  // undefined where the format has none
   };
   explicit FakeQuantWeight(Parts parts);
@@ -82,7 +93,7 @@ class FakeQuantWeight : public LinearWeight {
 
 // Replaces every linear weight of `model` that FakeQuantWeight can wrap by one (the others stay as they
 // are; returns how many); and back: every FakeQuantWeight by its exported() weight.
-int64_t wrap_fake_quant(Transformer& model);
+int64_t wrap_fake_quant(Transformer& model, bool fixed_codes = false);
 int64_t export_fake_quant(Transformer& model);
 
 }  // namespace llmpress

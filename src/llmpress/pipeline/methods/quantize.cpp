@@ -195,6 +195,7 @@ BlockApOptions block_ap_of(const StageOptions& o) {
   b.min_lr_factor = o.number("min_lr_factor");
   b.weight_decay = o.number("weight_decay");
   b.bf16 = o.flag("bf16");
+  b.latent_from_original = o.text("init") == "rtn";
   return b;
 }
 
@@ -211,7 +212,7 @@ MethodSpec block_ap_method() {
       {"epochs", OptionType::Integer, 2, "passes over the calibration samples per layer"},
       {"batch_size", OptionType::Integer, 2, "calibration samples per step"},
       {"weight_lr", OptionType::Number, 2e-5, "learning rate of the weights and norms (0: frozen)"},
-      {"quant_lr", OptionType::Number, 1e-4, "learning rate of the scales, zero points and mins (0: frozen)"},
+      {"quant_lr", OptionType::Number, 1e-3, "learning rate of the scales, zero points and mins, relative to their start (0: frozen)"},
       {"min_lr_factor", OptionType::Number, 20.0, "the cosine schedules end at lr / min_lr_factor"},
       {"weight_decay", OptionType::Number, 0.0, "AdamW's decoupled weight decay"},
       {"bf16", OptionType::Boolean, false, "matrix products in bfloat16 (autocast)"}};

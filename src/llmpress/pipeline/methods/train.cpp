@@ -37,7 +37,7 @@ std::vector<OptionSpec> training_options() {
       {"weight_decay", OptionType::Number, 0.0, "AdamW's decoupled weight decay, on matrices"},
       {"clip", OptionType::Number, 1.0, "max global gradient norm (0: none)"},
       {"seed", OptionType::Integer, 0, "seed of the data order and of sampling"},
-      {"trainable", OptionType::String, nullptr, "regex of the tensors to train (default: all; quantized layers stay frozen)"},
+      {"trainable", OptionType::String, nullptr, "regex of the tensors to train (default: all; outside qat / peqa quantized layers stay frozen)"},
       {"gradient_checkpointing", OptionType::Boolean, false, "recompute each layer's activations in the backward pass"},
       {"bf16", OptionType::Boolean, false, "matrix products in bfloat16 (autocast); weights and optimizer float32"},
       {"eval", OptionType::String, nullptr, "held-out text: perplexity at the end of the stage"},
@@ -178,9 +178,11 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
   model = deep_copy(model);  // its own tensors, whatever the source shares
   int64_t fake_quantized = 0;
   if (fake_quantizes(o.method())) {
-    fake_quantized = wrap_fake_quant(model);
+    // Training only the parameters keeps the stored codes (PEQA, E2E-QP); training the weights recomputes them.
+    const std::string learn = o.method() == "peqa" ? "scales" : o.text("learn");
+    fake_quantized = wrap_fake_quant(model, /*fixed_codes=*/learn == "qparams" || learn == "scales");
     if (fake_quantized == 0) throw o.error(o.method() + ": the model has no integer-grid or ggml k-/legacy-quant layer to train");
-    if (!o.given("trainable")) t.trainable = learn_pattern(o.method() == "peqa" ? "scales" : o.text("learn"));
+    if (!o.given("trainable")) t.trainable = learn_pattern(learn);
   }
 
   TrainResult result;
