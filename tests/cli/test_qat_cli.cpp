@@ -41,7 +41,7 @@ TEST(CliQat, EfficientQatOntoQ2kBlocksRunsInLlamaCppWithOurPerplexity) {
   LLMPRESS_REQUIRE_SHARED(kTeacher);
   test::TempDir dir;
   const auto r = run_llmpress("qat -m " + shared(kTeacher) + " -o " + dir.file("q2k.gguf") + " --type Q2_K" + calib() +
-                              train_text() + kQuick + " --block-epochs 2 --block-weight-lr 1e-3 --block-quant-lr 3e-3");
+                              train_text() + kQuick + " --block-epochs 2 --block-weight-lr 3e-4 --block-quant-lr 1e-3");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("stage 1: block-ap"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("42 fake-quantized layers trained 3 steps"), std::string::npos) << r.out;

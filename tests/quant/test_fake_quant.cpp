@@ -16,6 +16,7 @@
 #include "llmpress/export/ggml_quantize.h"
 #include "llmpress/quant/fake_quant.h"
 #include "llmpress/quant/ggml_block_header.h"
+#include "llmpress/quant/ggml_codes.h"
 #include "llmpress/quant/ggml_weight.h"
 #include "llmpress/quant/rtn.h"
 #include "llmpress/train/parameters.h"
@@ -108,6 +109,34 @@ TEST(FakeQuant, EveryGgmlTypeStartsAtItsBlocksAndExportsItsForwardBitForBit) {
     // Wrapping the export again starts where training ended.
     EXPECT_TRUE(bit_identical(FakeQuantWeight::wrap(*exported)->values(), trained));
   }
+}
+
+// With fixed codes (PEQA, E2E-QP) only the parameters train: the export keeps every code and still
+// decodes to the training forward.
+TEST(FakeQuant, FixedCodesKeepEveryCodeAndExportTheirForwardBitForBit) {
+  const at::Tensor w = random_weight(4, 512, 2);
+  for (TensorType type : kGridTypes) {
+    SCOPED_TRACE(tensor_type_name(type));
+    const auto blocks = GgmlWeight::encode(w, type);
+    const auto fake = FakeQuantWeight::wrap(*blocks, {true, {}});
+    EXPECT_TRUE(bit_identical(fake->values(), blocks->dense()));
+    for (const TrainableTensor& t : fake->trainable()) EXPECT_FALSE(t.suffix.empty());  // no latent trains
+    perturb(*fake, 8);
+    const auto exported = std::dynamic_pointer_cast<GgmlWeight>(fake->exported());
+    ASSERT_TRUE(exported);
+    EXPECT_TRUE(bit_identical(exported->dense(), fake->values()));
+    const int64_t bytes = tensor_type_info(type).block_bytes, n = tensor_type_info(type).block_elements;
+    for (int64_t b = 0; b < blocks->bytes().numel() / bytes; ++b)
+      for (int e = 0; e < int(n); ++e)
+        ASSERT_EQ(read_block_code(type, blocks->bytes().data_ptr<uint8_t>() + b * bytes, e),
+                  read_block_code(type, exported->bytes().data_ptr<uint8_t>() + b * bytes, e));
+  }
+  const auto q = int_weights().front();
+  const auto fake = FakeQuantWeight::wrap(*q, {true, {}});
+  perturb(*fake, 9);
+  const auto exported = std::dynamic_pointer_cast<QuantizedWeight>(fake->exported());
+  EXPECT_TRUE(at::equal(exported->codes(), dynamic_cast<const QuantizedWeight&>(*q).codes()));
+  EXPECT_TRUE(bit_identical(exported->dense(), fake->values()));
 }
 
 TEST(FakeQuant, IntegerGridsStartAtTheirCodesAndExportTheirForwardBitForBit) {
