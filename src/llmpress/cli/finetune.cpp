@@ -23,13 +23,7 @@ Recipe build_recipe(const FinetuneCommand& c) {
   stage.method = c.method;
   stage.options = c.training.given();
   stage.options["data"] = c.data;
-  if (!c.train_seqlen.empty()) {
-    try {
-      stage.options["seqlen"] = std::stoll(c.train_seqlen);
-    } catch (const std::exception&) {
-      throw Error("--train-seqlen: '" + c.train_seqlen + "' is not an integer");
-    }
-  }
+  if (!c.train_seqlen.empty()) stage.options["seqlen"] = parse_flag_number("--train-seqlen", c.train_seqlen, true);
   if (c.app->get_option("--seed")->count()) stage.options["seed"] = c.job.calib.seed;
   recipe.stages = {stage};
   return recipe;

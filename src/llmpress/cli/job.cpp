@@ -82,21 +82,24 @@ nlohmann::json MethodFlags::given() const {
       case OptionType::StringList: options[name] = f->list; break;
       case OptionType::String: options[name] = f->text; break;
       case OptionType::Integer:
-      case OptionType::Number: {
-        size_t used = 0;
-        try {
-          if (f->type == OptionType::Integer) options[name] = int64_t(std::stoll(f->text, &used));
-          else options[name] = std::stod(f->text, &used);
-        } catch (const std::exception&) {
-          used = 0;
-        }
-        if (used == 0 || used != f->text.size())
-          throw Error(flag + ": '" + f->text + "' is not " + (f->type == OptionType::Integer ? "an integer" : "a number"));
-        break;
-      }
+      case OptionType::Number: options[name] = parse_flag_number(flag, f->text, f->type == OptionType::Integer); break;
     }
   }
   return options;
+}
+
+nlohmann::json parse_flag_number(const std::string& flag, const std::string& text, bool integer) {
+  size_t used = 0;
+  nlohmann::json value;
+  try {
+    if (integer) value = int64_t(std::stoll(text, &used));
+    else value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used == 0 || used != text.size())
+    throw Error(flag + ": '" + text + "' is not " + (integer ? "an integer" : "a number"));
+  return value;
 }
 
 Recipe recipe_from_flags(const JobFlags& flags) {

@@ -55,6 +55,9 @@ class MethodFlags {
   std::map<std::string, std::unique_ptr<Flag>> flags_;
 };
 
+// The number a flag's text holds, the whole text (an integer or any number); Error naming the flag otherwise.
+nlohmann::json parse_flag_number(const std::string& flag, const std::string& text, bool integer);
+
 // The recipe's model and calibration from the flags.
 Recipe recipe_from_flags(const JobFlags& flags);
 

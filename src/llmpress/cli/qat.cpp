@@ -27,16 +27,6 @@ struct QatCommand {
   CLI::App* app = nullptr;
 };
 
-nlohmann::json number(const std::string& flag, const std::string& text, bool integer) {
-  try {
-    size_t used = 0;
-    const nlohmann::json value = integer ? nlohmann::json(std::stoll(text, &used)) : nlohmann::json(std::stod(text, &used));
-    if (used == text.size()) return value;
-  } catch (const std::exception&) {
-  }
-  throw Error(flag + ": '" + text + "' is not " + (integer ? "an integer" : "a number"));
-}
-
 Recipe build_recipe(const QatCommand& c) {
   if (c.method != "efficientqat" && c.method != "llm-qat")
     throw Error("--method must be efficientqat or llm-qat, not '" + c.method + "'");
@@ -61,14 +51,14 @@ Recipe build_recipe(const QatCommand& c) {
   } else {
     if (!c.type.empty() || !c.tensor_types.empty())
       throw Error("--type / --tensor-type are llama.cpp block types: give an output NAME.gguf (or --format gguf)");
-    if (!c.bits.empty()) quantize.options["bits"] = number("--bits", c.bits, true);
-    if (!c.group.empty()) quantize.options["group"] = number("--group", c.group, true);
+    if (!c.bits.empty()) quantize.options["bits"] = parse_flag_number("--bits", c.bits, true);
+    if (!c.group.empty()) quantize.options["group"] = parse_flag_number("--group", c.group, true);
     if (c.sym) quantize.options["sym"] = true;
   }
   for (const auto& [name, flag] : c.block_ap_flags) {
     if (flag->count() == 0) continue;
     if (!efficient) throw Error(flag->get_name() + " belongs to --method efficientqat (block-ap)");
-    quantize.options[name] = number(flag->get_name(), c.block_ap.at(name), name == "epochs" || name == "batch_size");
+    quantize.options[name] = parse_flag_number(flag->get_name(), c.block_ap.at(name), name == "epochs" || name == "batch_size");
   }
 
   StageSpec qat;
@@ -76,7 +66,7 @@ Recipe build_recipe(const QatCommand& c) {
   qat.options = c.training.given();
   if (!qat.options.contains("learn")) qat.options["learn"] = efficient ? "qparams" : "all";
   if (!c.data.empty()) qat.options["data"] = c.data;
-  if (!c.train_seqlen.empty()) qat.options["seqlen"] = number("--train-seqlen", c.train_seqlen, true);
+  if (!c.train_seqlen.empty()) qat.options["seqlen"] = parse_flag_number("--train-seqlen", c.train_seqlen, true);
   if (c.app->get_option("--seed")->count()) qat.options["seed"] = c.job.calib.seed;
   recipe.stages = {quantize, qat};
   return recipe;

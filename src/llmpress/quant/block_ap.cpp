@@ -85,14 +85,18 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
 
   const int64_t samples = inputs.size(0), batch = std::min(options_.batch_size, samples);
   const int64_t per_epoch = (samples + batch - 1) / batch, total = per_epoch * options_.epochs;
-  // The reconstruction error over every sample, without training.
+  // The reconstruction loss of samples start .. start + n - 1.
+  const auto batch_loss = [&](int64_t start, int64_t n) {
+    const at::Tensor out = layer.forward(inputs.narrow(0, start, n), shell.config, shell.rope, 0);
+    return at::mse_loss(out.to(at::kFloat), targets.narrow(0, start, n));
+  };
+  // ... over every sample, without training.
   const auto error = [&] {
     at::NoGradGuard no_grad;
     double sum = 0;
     for (int64_t start = 0; start < samples; start += batch) {
       const int64_t n = std::min(batch, samples - start);
-      const at::Tensor out = layer.forward(inputs.narrow(0, start, n), shell.config, shell.rope, 0);
-      sum += at::mse_loss(out.to(at::kFloat), targets.narrow(0, start, n)).item<double>() * double(n);
+      sum += batch_loss(start, n).item<double>() * double(n);
     }
     return sum / double(samples);
   };
@@ -103,8 +107,7 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
     at::Tensor loss;
     {
       const Bf16Autocast autocast(inputs.device(), options_.bf16);
-      const at::Tensor out = layer.forward(inputs.narrow(0, start, n), shell.config, shell.rope, 0);
-      loss = at::mse_loss(out.to(at::kFloat), targets.narrow(0, start, n));
+      loss = batch_loss(start, n);
     }
     loss.backward();
     optimizer.step();
@@ -118,10 +121,7 @@ void BlockApCompressor::train_layer(int64_t index, DecoderLayer& layer, const Tr
                             (long long)index, value, (long long)step + 1));
   }
   const double after = error();
-  for (const std::string& name : DecoderLayer::linear_names()) {
-    Linear& linear = layer.linear(name);
-    if (const auto* fake = dynamic_cast<const FakeQuantWeight*>(linear.weight.get())) linear.weight = fake->exported();
-  }
+  export_fake_quant(layer);
   layer.input_norm = layer.input_norm.detach();
   layer.post_attention_norm = layer.post_attention_norm.detach();
   originals_.clear();

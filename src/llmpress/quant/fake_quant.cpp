@@ -345,13 +345,23 @@ int64_t wrap_fake_quant(Transformer& model, bool fixed_codes) {
   });
 }
 
-int64_t export_fake_quant(Transformer& model) {
-  return for_each_linear(model, [](Linear& linear) {
-    const auto* fake = dynamic_cast<const FakeQuantWeight*>(linear.weight.get());
-    if (!fake) return false;
-    linear.weight = fake->exported();
-    return true;
-  });
+namespace {
+
+bool export_linear(Linear& linear) {
+  const auto* fake = dynamic_cast<const FakeQuantWeight*>(linear.weight.get());
+  if (!fake) return false;
+  linear.weight = fake->exported();
+  return true;
+}
+
+}  // namespace
+
+int64_t export_fake_quant(Transformer& model) { return for_each_linear(model, export_linear); }
+
+int64_t export_fake_quant(DecoderLayer& layer) {
+  int64_t changed = 0;
+  for (const std::string& name : DecoderLayer::linear_names()) changed += export_linear(layer.linear(name));
+  return changed;
 }
 
 }  // namespace llmpress

@@ -95,5 +95,6 @@ class FakeQuantWeight : public LinearWeight {
 // are; returns how many); and back: every FakeQuantWeight by its exported() weight.
 int64_t wrap_fake_quant(Transformer& model, bool fixed_codes = false);
 int64_t export_fake_quant(Transformer& model);
+int64_t export_fake_quant(DecoderLayer& layer);  // its seven linear layers
 
 }  // namespace llmpress
