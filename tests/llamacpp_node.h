@@ -143,11 +143,14 @@ struct LlamaCppPerplexity {
 
 // llama-perplexity -m gguf -f text -c ctx [--chunks chunks] (chunks < 0: the whole text) through the node
 // runner. nullopt, with a test failure carrying the script's output, when llama.cpp failed.
+// `lora`: an adapter GGUF applied as llama-perplexity --lora applies it (empty: none).
 inline std::optional<LlamaCppPerplexity> llamacpp_node_perplexity(const std::string& gguf, const std::string& text,
-                                                                  int ctx, int chunks = -1) {
+                                                                  int ctx, int chunks = -1,
+                                                                  const std::string& lora = "") {
   std::string command = llamacpp_node_script("perplexity.mjs") + " -m " + lc::shell_quote(gguf) + " -f " +
                         lc::shell_quote(text) + " -c " + std::to_string(ctx) + " -t " + lc::threads("1");
   if (chunks >= 0) command += " --chunks " + std::to_string(chunks);
+  if (!lora.empty()) command += " --lora " + lc::shell_quote(lora);
   const lc::RunOutput r = lc::run(command);
   const auto j = lc::last_json_line(r.output);
   if (r.status != 0 || !j || !j->contains("ppl")) {
@@ -167,15 +170,16 @@ inline std::optional<LlamaCppPerplexity> llamacpp_node_perplexity(const std::str
 // llama.cpp's final perplexity of gguf on text: LLMPRESS_LLAMACPP_BIN's llama-perplexity when that is set,
 // the node runner otherwise. nullopt, with a test failure carrying llama.cpp's output, when it failed.
 inline std::optional<double> llamacpp_perplexity(const std::string& gguf, const std::string& text, int ctx,
-                                                 int chunks = -1) {
+                                                 int chunks = -1, const std::string& lora = "") {
   const std::string bin = llamacpp_bin();
   if (bin.empty()) {
-    const auto r = llamacpp_node_perplexity(gguf, text, ctx, chunks);
+    const auto r = llamacpp_node_perplexity(gguf, text, ctx, chunks, lora);
     return r ? std::optional<double>(r->ppl) : std::nullopt;
   }
   std::string command = lc::shell_quote(bin + "/llama-perplexity") + " -m " + lc::shell_quote(gguf) + " -f " +
                         lc::shell_quote(text) + " -c " + std::to_string(ctx) + " -t " + lc::threads("2");
   if (chunks >= 0) command += " --chunks " + std::to_string(chunks);
+  if (!lora.empty()) command += " --lora " + lc::shell_quote(lora);
   const lc::RunOutput r = lc::run(command);
   std::smatch m;
   if (!std::regex_search(r.output, m, std::regex("Final estimate: PPL = ([0-9.]+)"))) {

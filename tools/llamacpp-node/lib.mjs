@@ -81,14 +81,22 @@ export async function loadModel(modelPath, threads, verbose) {
 
 // A context with one sequence that holds `tokens` tokens. node-llama-cpp shifts the context when only one
 // cell is left free, so one extra cell is reserved: a window of exactly n_ctx tokens is evaluated unshifted.
-export async function createSequence(model, tokens, threads) {
-  const context = await model.createContext({
-    contextSize: tokens + 1,
-    batchSize: tokens + 1,
-    sequences: 1,
-    threads,
-    flashAttention: false,
-  });
+// `lora`: a llama.cpp LoRA adapter GGUF applied at scale 1 (llama-perplexity --lora FILE), or undefined.
+export async function createSequence(model, tokens, threads, lora) {
+  if (lora && !fs.existsSync(lora)) fail(`no such LoRA adapter file: ${lora}`);
+  let context;
+  try {
+    context = await model.createContext({
+      contextSize: tokens + 1,
+      batchSize: tokens + 1,
+      sequences: 1,
+      threads,
+      flashAttention: false,
+      ...(lora ? { lora: { adapters: [{ filePath: lora, scale: 1 }] } } : {}),
+    });
+  } catch (err) {
+    fail(`llama.cpp cannot create a context${lora ? " with the adapter " + lora : ""}: ${err.message}`);
+  }
   return { context, sequence: context.getSequence() };
 }
 

@@ -12,8 +12,9 @@
 // Output: one JSON line on stdout, {"ppl", "stderr", "tokens", "chunks", "scored", "n_ctx", "nll"}.
 import { parseArgs, fail, defaultThreads, loadModel, createSequence, readTextFile, tokenizeLikeLlamaCpp } from "./lib.mjs";
 
-const usage = `usage: node perplexity.mjs -m MODEL.gguf -f TEXT [-c N_CTX] [--chunks K] [-t THREADS] [--verbose]
+const usage = `usage: node perplexity.mjs -m MODEL.gguf -f TEXT [-c N_CTX] [--chunks K] [--lora ADAPTER.gguf] [-t THREADS] [--verbose]
   -m, --model    GGUF file
+  --lora FILE    apply a LoRA adapter GGUF at scale 1 (llama-perplexity --lora)
   -f, --file     UTF-8 text file
   -c, --ctx      window size n_ctx (default 512, as llama-perplexity)
   --chunks K     score at most K windows (default: all)
@@ -21,7 +22,7 @@ const usage = `usage: node perplexity.mjs -m MODEL.gguf -f TEXT [-c N_CTX] [--ch
   --verbose      llama.cpp's log and llama-perplexity's running "[i]ppl," line on stderr
 `;
 const spec = { m: "string", model: "string", f: "string", file: "string", c: "int", ctx: "int", chunks: "int",
-               t: "int", threads: "int", verbose: "bool" };
+               t: "int", threads: "int", verbose: "bool", lora: "string" };
 const args = parseArgs(process.argv.slice(2), spec, usage);
 const modelPath = args.m ?? args.model;
 const textPath = args.f ?? args.file;
@@ -43,7 +44,7 @@ const nChunk = maxChunks < 0 ? nChunkMax : Math.min(maxChunks, nChunkMax);
 const first = Math.floor(nCtx / 2);
 const addBos = model.tokens.shouldPrependBosToken && model.tokens.bos != null;
 
-const { sequence } = await createSequence(model, nCtx, threads);
+const { sequence } = await createSequence(model, nCtx, threads, args.lora);
 let nll = 0;
 let nll2 = 0;
 let count = 0;

@@ -8,6 +8,7 @@
 #include "llmpress/data/text.h"
 #include "llmpress/eval/perplexity.h"
 #include "llmpress/model/transformer.h"
+#include "llmpress/train/lora.h"
 
 namespace llmpress::cli {
 
@@ -16,6 +17,7 @@ namespace {
 struct PerplexityCommand {
   ModelOptions model;
   std::string text_file;
+  std::string lora;
   PerplexityOptions options;
   bool json = false;
   bool no_progress = false;
@@ -30,7 +32,13 @@ void run(const PerplexityCommand& command) {
   const auto tokenizer = load_tokenizer(checkpoint);
   const std::string text = read_text_file(command.text_file);
   const std::vector<int32_t> tokens = tokenizer->encode(text);
-  const Transformer model = Transformer::load(checkpoint, parse_device(command.model.device));
+  Transformer model = Transformer::load(checkpoint, parse_device(command.model.device));
+  if (!command.lora.empty()) {
+    const LoraAdapter adapter = read_lora_adapter(command.lora, checkpoint.config);
+    const int64_t applied = apply_lora_adapter(model, adapter, command.lora);
+    std::fprintf(stderr, "%s: LoRA adapter on %lld linears, rank %lld, scale %g\n", command.lora.c_str(),
+                 (long long)applied, (long long)adapter.rank(), adapter.alpha / double(adapter.rank()));
+  }
 
   PerplexityOptions options = command.options;
   options.bos_id = tokenizer->bos_id();
@@ -66,6 +74,8 @@ void register_perplexity(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("perplexity", "perplexity of a model on a text file");
   add_model_options(*sub, command->model);
   sub->add_option("-f,--file", command->text_file, "text file to score")->required();
+  sub->add_option("--lora", command->lora,
+                  "apply a LoRA adapter: a llama.cpp adapter GGUF or a PEFT folder (as llama-perplexity --lora, scale 1)");
   sub->add_option("-c,--ctx-size", command->options.context, "tokens per window")->capture_default_str();
   sub->add_option("--chunks", command->options.max_chunks, "score only the first K windows (default: all)");
   sub->add_flag("--llamacpp", command->options.llamacpp,

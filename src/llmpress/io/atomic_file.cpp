@@ -206,6 +206,11 @@ namespace {
 
 bool written_by_llmpress(const fs::path& folder) {
   std::error_code ec;
+  if (fs::is_regular_file(folder / "adapter_config.json", ec)) {
+    std::ifstream card(folder / "README.md");
+    std::string first;
+    return std::getline(card, first) && first == kLlmpressAdapterCardMarker;
+  }
   const fs::path config = folder / "config.json";
   if (!fs::is_regular_file(config, ec) || fs::file_size(config, ec) > (1u << 20)) return false;
   std::ifstream in(config);

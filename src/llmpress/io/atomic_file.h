@@ -57,8 +57,12 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // Throws Error naming `path` unless it can receive an output, so that a job fails before its work and
 // never replaces what the user had: its folder exists and is writable; a file output is not a folder;
 // a folder output is absent, empty, or a model folder llmpress wrote (config.json with an "llmpress"
-// section) — any other folder is refused.
+// section, or an adapter folder with our model card) — any other folder is refused.
 void check_output_path(const std::string& path, bool folder);
+
+// The first line of the README.md model card in a LoRA adapter folder llmpress wrote (PEFT's adapter_config.json
+// has no room for our own keys): check_output_path may replace such a folder.
+inline constexpr const char* kLlmpressAdapterCardMarker = "<!-- written by llmpress: a LoRA adapter -->";
 
 // A directory built in "DEST.tmp-XXXXXX" next to DEST and renamed into place by commit().
 // An existing DEST directory (check_output_path) is replaced only after the new one is complete (it is

@@ -63,6 +63,7 @@ struct ModelState {
   bool ggml = false;        // ... and that grid is ggml blocks (else an integer grid)
   bool factorized = false;  // low-rank or Tucker layers
   std::string ggml_mix;     // the llama-quantize mix the ggml stage used
+  bool adapter = false;     // LoRA adapters left unmerged: the output is the adapter alone
 };
 
 // What a running stage may use.

@@ -11,6 +11,7 @@
 #include "llmpress/export/ggml_quantize.h"
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/export/gptq_checkpoint_writer.h"
+#include "llmpress/export/lora_adapter.h"
 #include "llmpress/export/safetensors_writer.h"
 #include "llmpress/export/sparse_checkpoint_writer.h"
 #include "llmpress/export/tokenizer_files.h"
@@ -23,6 +24,7 @@
 #include "llmpress/quant/int_grid.h"
 #include "llmpress/quant/type_mix.h"
 #include "llmpress/tokenizer/tokenizer.h"
+#include "llmpress/train/lora.h"
 
 namespace llmpress {
 
@@ -437,6 +439,29 @@ void write_sparse(const SinkInput& input, OutputSummary& summary) {
                         std::to_string(kept.size()) + " pruned linears compressed";
 }
 
+void write_adapter(const SinkInput& input, OutputSummary& summary) {
+  LoraAdapter adapter;
+  adapter.base_model = input.origin.path;
+  bool first = true;
+  for (int64_t i = 0; i < input.model.config().num_layers; ++i) {
+    const DecoderLayer layer = input.model.load_layer(i, at::kCPU);
+    for (const auto& [name, lora] : lora_adapters(layer)) {
+      if (!first && (lora->alpha() != adapter.alpha || lora->dropout() != adapter.dropout))
+        throw Error("LoRA export to " + input.output.path + ": the adapters differ in alpha or dropout");
+      adapter.alpha = lora->alpha();
+      adapter.dropout = lora->dropout();
+      first = false;
+      adapter.tensors.push_back({layer_prefix(i) + name, lora->plain_a(), lora->b()});
+    }
+  }
+  if (adapter.tensors.empty()) throw Error("LoRA export to " + input.output.path + ": no layer has an adapter");
+  if (input.output.format == "gguf") write_gguf_lora(input.output.path, input.model.config(), adapter);
+  else write_peft_adapter(input.output.path, adapter);
+  summary.description = strprintf("%s LoRA adapter: %zu linears, rank %lld, alpha %g",
+                                  input.output.format == "gguf" ? "llama.cpp GGUF" : "PEFT", adapter.tensors.size(),
+                                  (long long)adapter.rank(), adapter.alpha);
+}
+
 }  // namespace
 
 OutputSpec resolve_output(OutputSpec output, const std::string& fallback_format) {
@@ -494,7 +519,8 @@ OutputSummary write_model(const SinkInput& input) {
   OutputSummary summary;
   summary.path = input.output.path;
   summary.format = input.output.format;
-  if (input.output.format == "gguf") write_gguf(input, summary);
+  if (input.adapter) write_adapter(input, summary);
+  else if (input.output.format == "gguf") write_gguf(input, summary);
   else if (input.output.format == "gptq") write_gptq(input, summary);
   else if (input.output.format.rfind("sparse", 0) == 0) write_sparse(input, summary);
   else write_hf(input, summary);

@@ -8,6 +8,7 @@
 //   gptq        Hugging Face GPTQ checkpoint (qweight / qzeros / scales / g_idx)
 //   sparse      compressed-tensors sparse folder: pruned linears as values + bitmask
 //               (sparse-24-bitmask when every pruned layer is 2:4, else sparse-bitmask; or named)
+// and, for a model with LoRA adapters, the adapter alone (export/lora_adapter_writer.h).
 #include <nlohmann/json.hpp>
 
 #include <string>
@@ -31,6 +32,9 @@ struct SinkInput {
   std::string recipe_yaml;             // provenance, written into the output
   nlohmann::json recipe_json;
   const Transformer* shell = nullptr;  // embeddings, final norm and head when training changed them
+  // The layers carry LoRA adapters (an unmerged lora / qa-lora stage): the output is the adapter, a PEFT
+  // folder (hf) or a llama.cpp adapter GGUF (gguf), not the model.
+  bool adapter = false;
 };
 
 struct LinearSummary {

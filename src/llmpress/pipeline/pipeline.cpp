@@ -79,6 +79,10 @@ ModelState check_stages(const Recipe& recipe, ModelState state, const ModelConfi
       throw Error(stage.where.describe() + ": " + method->name + " changes every layer alike; targets and ignore do "
                                            "not apply to it");
     check_patterns(stage, config);
+    if (state.adapter)
+      throw Error(stage.where.describe() + ": stage " + std::to_string(k + 1) + " (" + method->name +
+                  ") follows a LoRA stage whose adapter is the output; give that stage merge: true (--merge) to "
+                  "continue from the merged weights");
     method->check(options, state);
     if (method->needs_calibration(options) && recipe.calibration.file.empty())
       throw Error(stage.where.describe() + ": stage " + std::to_string(k + 1) + " (" + method->name +
@@ -92,6 +96,15 @@ void check_output_holds(const OutputSpec& output, const ModelState& state, const
   if (output.format.rfind("sparse", 0) == 0 && (!state.pruned || state.factorized))
     throw fail("a compressed-tensors sparse folder stores pruned linear layers: prune first (magnitude, wanda, "
                "sparsegpt), or write hf");
+  if (state.adapter) {
+    if (output.format != "gguf" && output.format != "hf")
+      throw fail("a LoRA adapter is written as a PEFT folder (-o DIR) or a llama.cpp adapter (-o NAME.gguf), not " +
+                 output.format + "; or merge it into the model (merge: true, --merge)");
+    if (output.type != "F32" || !output.tensor_types.empty())
+      throw fail("a LoRA adapter is written in F32: drop the output type " + output.type +
+                 ", or merge the adapter (merge: true, --merge) to write a quantized model");
+    return;
+  }
   if (output.format != "gptq") return;
   if (!state.quantized || state.ggml || state.factorized)
     throw fail("a GPTQ checkpoint stores every decoder linear on an integer grid: the last stage must quantize onto "
@@ -279,6 +292,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
     sink.shell = &trained_shell;
   }
   sink.keep_encoded = final_state.ggml && !recipe.stages.empty();
+  sink.adapter = final_state.adapter;
   // llama.cpp's imatrix entry for output.weight (the head's inputs), when the blocks were calibrated.
   if (output.format == "gguf" && final_state.ggml && final_hidden.defined() && tokens.size(0) > 0)
     sink.head_importance = head_importance(sink.shell ? trained_shell.norm : origin.load("model.norm.weight"),

@@ -33,6 +33,7 @@ class GgmlWeight : public LinearWeight {
 
   TensorType type() const { return type_; }
   const at::Tensor& bytes() const { return bytes_; }
+  const at::Device& device() const { return device_; }
 
  private:
   at::Tensor decode() const;  // float32 on the CPU

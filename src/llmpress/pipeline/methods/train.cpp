@@ -3,10 +3,12 @@
 // Minitron-style recovery). `qat` is distillation of a quantized model through fake-quant weights
 // (quant/fake_quant.h) whose export is exactly the format it was trained on: the weights and the
 // quantization parameters, or (learn: qparams) only the parameters, EfficientQAT's E2E-QP; `peqa`
-// fine-tunes only the scales of a quantized model on task data. All run on the whole loaded model,
+// fine-tunes only the scales of a quantized model on task data; `lora` and `qa-lora` train low-rank
+// adapters on the frozen (quantized) model (train/lora.h), written as the adapter or merged. All run on the whole loaded model,
 // like the structured stages, and leave the trained embeddings, final norm and head beside the layers
 // (the stage's shell file).
 #include <filesystem>
+#include <regex>
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
@@ -17,6 +19,7 @@
 #include "llmpress/quant/fake_quant.h"
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/data.h"
+#include "llmpress/train/lora.h"
 #include "llmpress/train/parameters.h"
 
 namespace llmpress {
@@ -97,6 +100,17 @@ std::string learn_pattern(const std::string& learn) {
 }
 
 bool fake_quantizes(const std::string& method) { return method == "qat" || method == "peqa"; }
+bool adapts(const std::string& method) { return method == "lora" || method == "qa-lora"; }
+
+LoraSpec lora_spec(const StageOptions& o) {
+  LoraSpec spec;
+  spec.rank = o.integer("rank");
+  spec.alpha = o.number("alpha");
+  spec.dropout = o.number("dropout");
+  spec.group = o.method() == "qa-lora" ? o.integer("group") : 0;
+  spec.seed = uint64_t(o.integer("seed"));
+  return spec;
+}
 bool distills(const std::string& method) { return method == "distill" || method == "qat"; }
 
 void check_training(const StageOptions& o, ModelState& state) {
@@ -111,6 +125,18 @@ void check_training(const StageOptions& o, ModelState& state) {
         throw o.error("learn", e.what());
       }
     }
+  }
+  if (adapts(o.method())) {
+    try {
+      lora_spec(o).check();
+      if (o.method() == "qa-lora" && o.integer("group") < 1) throw Error("QA-LoRA's group must be at least 1");
+      std::regex(o.text("target"), std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw o.error("target", "not a valid regex: " + std::string(e.what()));
+    } catch (const Error& e) {
+      throw o.error(e.what());
+    }
+    state.adapter = !o.flag("merge");
   }
   const bool self_generated = o.method() == "qat" && o.integer("generate") > 0;
   if (o.method() == "qat" && (o.integer("generate") < 0 || o.integer("greedy_tokens") < 0))
@@ -184,6 +210,11 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
     if (fake_quantized == 0) throw o.error(o.method() + ": the model has no integer-grid or ggml k-/legacy-quant layer to train");
     if (!o.given("trainable")) t.trainable = learn_pattern(learn);
   }
+  int64_t adapted = 0;
+  if (adapts(o.method())) {
+    adapted = add_lora(model, lora_spec(o), o.text("target"));
+    if (!o.given("trainable")) t.trainable = "\\.weight_lora_[AB]$";
+  }
 
   TrainResult result;
   if (!distills(o.method())) {
@@ -195,7 +226,17 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
   }
   if (fake_quantized > 0) export_fake_quant(model);  // the weights the last training forward used, as stored
   if (!t.state_path.empty()) std::filesystem::remove(t.state_path);  // the stage is finished
-  const std::string what = fake_quantized > 0 ? strprintf("%lld fake-quantized layers ", (long long)fake_quantized) : "";
+  std::string what = fake_quantized > 0 ? strprintf("%lld fake-quantized layers ", (long long)fake_quantized) : "";
+  if (adapted > 0) {
+    what = strprintf("%lld adapters (rank %lld) ", (long long)adapted, (long long)o.integer("rank"));
+    if (o.flag("merge")) {
+      const MergeCounts merged = merge_lora(model);
+      context.notes->push_back(strprintf(
+          "merged: %lld adapters into Q4_1 / Q5_1 block mins (exact up to their f16 storage), %lld re-quantized "
+          "onto their base's format, %lld into dense weights",
+          (long long)merged.exact, (long long)merged.requantized, (long long)merged.dense));
+    }
+  }
   std::string summary = strprintf("%strained %lld steps on %s: loss %.4f -> %.4f", what.c_str(), (long long)t.steps,
                                   data.description().c_str(), result.losses.empty() ? 0.0 : result.losses.front(),
                                   result.losses.empty() ? 0.0 : result.losses.back());
@@ -206,12 +247,35 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
 MethodSpec training_method(const std::string& name) {
   MethodSpec m;
   m.name = name;
-  m.family = name == "peqa" ? "finetune" : name;
+  m.family = name == "peqa" || adapts(name) ? "finetune" : name;
   m.options = training_options();
+  if (adapts(name)) {
+    std::vector<OptionSpec> lora = {
+        {"rank", OptionType::Integer, 8, "rank r of each adapter"},
+        {"alpha", OptionType::Number, 16.0, "the update is scaled by alpha / r (PEFT's lora_alpha)"},
+        {"dropout", OptionType::Number, 0.0, "dropout on the adapter's input during training (PEFT's lora_dropout)"},
+        {"target", OptionType::String, "",
+         "regex of the decoder linears that get an adapter (searched in model.layers.N.self_attn.q_proj ...; "
+         "default: all, as QLoRA)"},
+        {"merge", OptionType::Boolean, false,
+         "merge the adapters into the weights and write the model (quantized bases re-quantized onto their own "
+         "format; qa-lora onto Q4_1 / Q5_1 exactly) instead of the adapter"},
+    };
+    if (name == "qa-lora")
+      lora.push_back({"group", OptionType::Integer, 32,
+                      "input columns averaged into one adapter input: the quantization group (32 for Q4_1 / Q5_1 "
+                      "blocks), so the merged update is constant in each group"});
+    m.options.insert(m.options.begin() + 1, lora.begin(), lora.end());
+  }
   if (name == "train") {
     m.summary = "fine-tune on text or prompt/response records (cross-entropy, AdamW)";
   } else if (name == "peqa") {
     m.summary = "PEQA: fine-tune only the scales of a quantized model on task data (cross-entropy); same format out";
+  } else if (name == "lora") {
+    m.summary = "LoRA on the frozen (quantized) model, QLoRA-style (cross-entropy); writes the adapter (PEFT folder "
+                "or llama.cpp GGUF) or merges it";
+  } else if (name == "qa-lora") {
+    m.summary = "QA-LoRA: group-pooled LoRA whose merge into Q4_1 / Q5_1 block mins keeps the model quantized";
   } else {
     m.summary = name == "qat" ? "quantization-aware training: KD from the recipe's input into the quantized model "
                                 "through fake-quant weights, exported exactly onto the format it trained"
@@ -251,6 +315,8 @@ const MethodRegistration train_stage(training_method("train"));
 const MethodRegistration distill_stage(training_method("distill"));
 const MethodRegistration qat_stage(training_method("qat"));
 const MethodRegistration peqa_stage(training_method("peqa"));
+const MethodRegistration lora_stage(training_method("lora"));
+const MethodRegistration qa_lora_stage(training_method("qa-lora"));
 
 }  // namespace
 
