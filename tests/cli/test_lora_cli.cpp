@@ -119,6 +119,7 @@ TEST(CliLora, QaLoraMergesIntoQ4_1BlockMinsKeepingEveryCode) {
     }
   }
   EXPECT_GT(mins_changed, 0);
+  EXPECT_NEAR(double(std::filesystem::file_size(dir.file("merged.gguf"))), double(std::filesystem::file_size(base)), 1024.0);
   // The merged model is the unmerged one up to the f16 storage of the mins.
   const double unmerged = our_perplexity(base, dir.file("qa.gguf")), merged_ppl = our_perplexity(dir.file("merged.gguf"));
   EXPECT_NEAR(merged_ppl, unmerged, 1e-3 * unmerged);

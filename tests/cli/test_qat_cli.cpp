@@ -101,6 +101,9 @@ TEST(CliFinetune, PeqaChangesScalesAndNoCode) {
   const auto r = run_llmpress("finetune -m " + dir.file("q4k.gguf") + " -o " + dir.file("tuned.gguf") + " -f " +
                               test::shared_path("data/tinyshakespeare.txt") + kQuick + " --lr 1e-2");
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Same format out: the untouched embeddings and head keep their blocks too (the file is the input's size).
+  EXPECT_NEAR(double(std::filesystem::file_size(dir.file("tuned.gguf"))),
+              double(std::filesystem::file_size(dir.file("q4k.gguf"))), 1024.0);
   const auto before = linears(dir.file("q4k.gguf")), after = linears(dir.file("tuned.gguf"));
   ASSERT_EQ(before.size(), after.size());
   int64_t scales_changed = 0;

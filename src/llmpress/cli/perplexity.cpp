@@ -5,6 +5,7 @@
 
 #include "llmpress/cli/common.h"
 #include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
 #include "llmpress/data/text.h"
 #include "llmpress/eval/perplexity.h"
 #include "llmpress/model/transformer.h"
@@ -18,6 +19,7 @@ struct PerplexityCommand {
   ModelOptions model;
   std::string text_file;
   std::string lora;
+  ActivationQuant activation_quant;
   PerplexityOptions options;
   bool json = false;
   bool no_progress = false;
@@ -33,6 +35,11 @@ void run(const PerplexityCommand& command) {
   const std::string text = read_text_file(command.text_file);
   const std::vector<int32_t> tokens = tokenizer->encode(text);
   Transformer model = Transformer::load(checkpoint, parse_device(command.model.device));
+  model.set_activation_quant(command.activation_quant);
+  if (command.activation_quant.enabled())
+    std::fprintf(stderr, "simulated: activations %s, KV cache %s (per-token absmax round-to-nearest)\n",
+                 command.activation_quant.act_bits ? strprintf("%d-bit", command.activation_quant.act_bits).c_str() : "float",
+                 command.activation_quant.kv_bits ? strprintf("%d-bit", command.activation_quant.kv_bits).c_str() : "float");
   if (!command.lora.empty()) {
     const LoraAdapter adapter = read_lora_adapter(command.lora, checkpoint.config);
     const int64_t applied = apply_lora_adapter(model, adapter, command.lora);
@@ -52,6 +59,9 @@ void run(const PerplexityCommand& command) {
                           {"text", command.text_file},
                           {"convention", options.llamacpp ? "llamacpp" : "gptq"},
                           {"context", options.context},
+                          {"act_bits", command.activation_quant.act_bits},
+                          {"kv_bits", command.activation_quant.kv_bits},
+                          {"lora", command.lora},
                           {"chunks", result.chunks},
                           {"scored_tokens", result.scored_tokens},
                           {"perplexity", result.perplexity},
@@ -76,6 +86,10 @@ void register_perplexity(CLI::App& app) {
   sub->add_option("-f,--file", command->text_file, "text file to score")->required();
   sub->add_option("--lora", command->lora,
                   "apply a LoRA adapter: a llama.cpp adapter GGUF or a PEFT folder (as llama-perplexity --lora, scale 1)");
+  sub->add_option("--act-bits", command->activation_quant.act_bits,
+                  "simulate low-bit activations: every decoder linear's input rounded per token to these bits (e.g. 8)");
+  sub->add_option("--kv-bits", command->activation_quant.kv_bits,
+                  "simulate a low-bit KV cache: keys and values rounded per token and head (e.g. 4 or 8)");
   sub->add_option("-c,--ctx-size", command->options.context, "tokens per window")->capture_default_str();
   sub->add_option("--chunks", command->options.max_chunks, "score only the first K windows (default: all)");
   sub->add_flag("--llamacpp", command->options.llamacpp,

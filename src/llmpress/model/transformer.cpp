@@ -115,19 +115,44 @@ const Linear& DecoderLayer::linear(const std::string& name) const {
   throw Error("no linear layer named '" + name + "' in a decoder layer");
 }
 
+void ActivationQuant::check() const {
+  for (const auto& [name, bits] : {std::pair{"activation", act_bits}, std::pair{"KV-cache", kv_bits}})
+    if (bits != 0 && (bits < 2 || bits > 16))
+      throw Error(std::string(name) + " bits must be 0 (off) or 2..16, not " + std::to_string(bits));
+}
+
+at::Tensor fake_quantize_absmax(const at::Tensor& x, int bits) {
+  const double levels = double((int64_t(1) << (bits - 1)) - 1);
+  const at::Tensor f = x.to(at::kFloat);
+  const at::Tensor scale = f.detach().abs().amax(-1, /*keepdim=*/true).clamp_min(1e-8) / levels;
+  const at::Tensor q = at::clamp(at::round(f.detach() / scale), -levels, levels) * scale;
+  return (f + (q - f.detach()).detach()).to(x.scalar_type());  // straight-through
+}
+
+void Transformer::set_activation_quant(const ActivationQuant& quant) {
+  quant.check();
+  for (DecoderLayer& layer : layers) layer.activation_quant = quant;
+}
+
 at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
                                  LayerCache* cache, const PackedLayout* layout) const {
   if (layout && cache) throw Error("a packed batch cannot use a KV cache");
   const int64_t batch = hidden.size(0), length = hidden.size(1);
   const int64_t heads = config.num_heads, kv_heads = config.num_kv_heads, head_dim = config.head_dim;
 
-  const at::Tensor x = rms_norm(hidden, input_norm, config.rms_norm_eps);
+  const int act_bits = activation_quant.act_bits, kv_bits = activation_quant.kv_bits;
+  const auto act = [act_bits](const at::Tensor& t) { return act_bits > 0 ? fake_quantize_absmax(t, act_bits) : t; };
+  const at::Tensor x = act(rms_norm(hidden, input_norm, config.rms_norm_eps));
   at::Tensor q = q_proj.forward(x).view({batch, length, heads, head_dim}).transpose(1, 2);
   at::Tensor k = k_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   at::Tensor v = v_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   const auto [cos, sin] = layout ? rope.tables(layout->positions, q.scalar_type()) : rope.tables(start, length, q.scalar_type());
   q = Rope::apply(q, cos, sin);
   k = Rope::apply(k, cos, sin);
+  if (kv_bits > 0) {  // [B, heads, T, head_dim]: per token and head
+    k = fake_quantize_absmax(k, kv_bits);
+    v = fake_quantize_absmax(v, kv_bits);
+  }
 
   int64_t total = length;  // key positions visible to this call
   if (cache) {
@@ -158,10 +183,10 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
                                   .view({batch, heads, length, head_dim})
                                   .transpose(1, 2)
                                   .reshape({batch, length, heads * head_dim});
-  const at::Tensor after_attention = hidden + o_proj.forward(attended);
+  const at::Tensor after_attention = hidden + o_proj.forward(act(attended));
 
-  const at::Tensor h = rms_norm(after_attention, post_attention_norm, config.rms_norm_eps);
-  const at::Tensor mlp = down_proj.forward(at::silu(gate_proj.forward(h)) * up_proj.forward(h));
+  const at::Tensor h = act(rms_norm(after_attention, post_attention_norm, config.rms_norm_eps));
+  const at::Tensor mlp = down_proj.forward(act(at::silu(gate_proj.forward(h)) * up_proj.forward(h)));
   return after_attention + mlp;
 }
 

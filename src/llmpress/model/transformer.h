@@ -60,11 +60,25 @@ const std::vector<std::vector<std::string>>& linear_groups();
 // {out, in} of linear `name` ("self_attn.q_proj", ...) of a decoder layer under `config`.
 std::pair<int64_t, int64_t> linear_shape(const ModelConfig& config, const std::string& name);
 
+// Simulated low-bit activations (LLM-QAT's W4A8KV4 study): symmetric round-to-nearest with the absmax
+// scale, act_bits on every decoder linear's input per token, kv_bits on the keys (after RoPE) and values
+// per token and head, as they enter the KV cache. Rounding passes gradients straight through. 0: off.
+struct ActivationQuant {
+  int act_bits = 0;
+  int kv_bits = 0;
+  bool enabled() const { return act_bits > 0 || kv_bits > 0; }
+  void check() const;  // Error outside 0 (off) or 2..16
+};
+
+// x rounded to `bits` symmetric levels per slice of its last dimension, scale absmax / (2^(bits-1) - 1).
+at::Tensor fake_quantize_absmax(const at::Tensor& x, int bits);
+
 struct DecoderLayer {
   at::Tensor input_norm;           // [hidden]
   at::Tensor post_attention_norm;  // [hidden]
   Linear q_proj, k_proj, v_proj, o_proj;
   Linear gate_proj, up_proj, down_proj;
+  ActivationQuant activation_quant;  // a simulation setting, not part of the stored model
 
   // linear_groups() flattened: "self_attn.q_proj", ..., "mlp.down_proj".
   static const std::vector<std::string>& linear_names();
@@ -100,6 +114,8 @@ class Transformer {
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr, const PackedLayout* layout = nullptr) const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
+  // Every layer simulates these activation and KV-cache bits from now on (checked).
+  void set_activation_quant(const ActivationQuant& quant);
   // Parameter count and storage of the model as it is now (compressed layers count their real size).
   int64_t parameter_count() const;
 };

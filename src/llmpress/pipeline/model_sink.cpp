@@ -175,6 +175,21 @@ bool is_gguf_mix(const std::string& type) {
   return false;
 }
 
+// Embeddings and head that the stages left as the input stored them keep the input's blocks, so a fine-tuned
+// Q4_K_M GGUF stays the size it was (their float values would otherwise be written at the output type).
+void keep_input_blocks(const SinkInput& input, GgufModelOptions& options) {
+  const Checkpoint& origin = input.origin;
+  for (const std::string hf : {"model.embed_tokens.weight", "lm_head.weight"}) {
+    if (!origin.has(hf) || origin.format != CheckpointFormat::Gguf || !ggml_can_encode(origin.tensor(hf).type)) continue;
+    if (const Transformer* shell = input.shell) {
+      const at::Tensor now = hf == "lm_head.weight" ? shell->lm_head.weight->dense() : shell->embed_tokens;
+      if (!at::equal(now.detach().to(at::kCPU, at::kFloat), origin.load(hf))) continue;  // trained
+    }
+    options.encoded[gguf_tensor_name(hf)] = {origin.tensor(hf).type, at::Tensor(),
+                                             [&origin, hf] { return origin.load_bytes(hf); }};
+  }
+}
+
 void write_gguf(const SinkInput& input, OutputSummary& summary) {
   const ModelConfig& config = input.model.config();
   const std::string& mix = input.output.type;
@@ -196,6 +211,7 @@ void write_gguf(const SinkInput& input, OutputSummary& summary) {
   options.metadata["llmpress.version"] = version();
   if (!input.recipe_yaml.empty()) options.metadata["llmpress.recipe"] = input.recipe_yaml;
   if (!input.head_importance.empty()) options.importance["output.weight"] = input.head_importance;
+  if (input.keep_encoded) keep_input_blocks(input, options);
   std::map<std::string, int> conversions;  // note text -> number of tensors
   auto cache = std::make_shared<LayerCache>(input.model);
   std::vector<NamedTensor> tensors = model_tensors(input, cache, [&](int64_t i, const std::string& name,

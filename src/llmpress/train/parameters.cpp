@@ -33,6 +33,7 @@ DecoderLayer clone_layer(const DecoderLayer& layer) {
   copy.input_norm = layer.input_norm.detach().clone();
   copy.post_attention_norm = layer.post_attention_norm.detach().clone();
   for (const std::string& name : DecoderLayer::linear_names()) copy.linear(name) = clone_linear(layer.linear(name));
+  copy.activation_quant = layer.activation_quant;
   return copy;
 }
 

@@ -102,6 +102,10 @@ std::string learn_pattern(const std::string& learn) {
 bool fake_quantizes(const std::string& method) { return method == "qat" || method == "peqa"; }
 bool adapts(const std::string& method) { return method == "lora" || method == "qa-lora"; }
 
+ActivationQuant activation_quant(const StageOptions& o) {
+  return {int(o.integer("act_bits")), int(o.integer("kv_bits"))};
+}
+
 LoraSpec lora_spec(const StageOptions& o) {
   LoraSpec spec;
   spec.rank = o.integer("rank");
@@ -141,6 +145,13 @@ void check_training(const StageOptions& o, ModelState& state) {
   const bool self_generated = o.method() == "qat" && o.integer("generate") > 0;
   if (o.method() == "qat" && (o.integer("generate") < 0 || o.integer("greedy_tokens") < 0))
     throw o.error("generate", "generate and greedy_tokens must not be negative");
+  if (o.method() == "qat") {
+    try {
+      activation_quant(o).check();
+    } catch (const Error& e) {
+      throw o.error(e.what());
+    }
+  }
   if (self_generated && o.given("data")) throw o.error("generate", "give data or generate, not both");
   if (!o.given("data") && !self_generated)
     throw o.error("data", o.method() + " needs training data: data: FILE (text or .jsonl)" +
@@ -209,6 +220,9 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
     fake_quantized = wrap_fake_quant(model, /*fixed_codes=*/learn == "qparams" || learn == "scales");
     if (fake_quantized == 0) throw o.error(o.method() + ": the model has no integer-grid or ggml k-/legacy-quant layer to train");
     if (!o.given("trainable")) t.trainable = learn_pattern(learn);
+    // The simulated activation bits train with the model; the output stores weights only (a runtime quantizes
+    // activations and the KV cache itself: perplexity --act-bits / --kv-bits simulates it).
+    if (o.method() == "qat") model.set_activation_quant(activation_quant(o));
   }
   int64_t adapted = 0;
   if (adapts(o.method())) {
@@ -300,7 +314,10 @@ MethodSpec training_method(const std::string& name) {
           {"generate", OptionType::Integer, 0,
            "data-free (LLM-QAT), instead of data: the teacher writes this many rows of seqlen + 1 tokens"},
           {"greedy_tokens", OptionType::Integer, 3,
-           "generate: tokens after the random first one chosen greedily, before sampling at sample_temperature"}};
+           "generate: tokens after the random first one chosen greedily, before sampling at sample_temperature"},
+          {"act_bits", OptionType::Integer, 0,
+           "train with every decoder linear's input fake-quantized per token to these bits (LLM-QAT's A8; 0: off)"},
+          {"kv_bits", OptionType::Integer, 0, "train with keys and values fake-quantized per token and head (KV4, KV8; 0: off)"}};
       m.options.insert(m.options.begin() + 1, qat.begin(), qat.end());
     }
   }
