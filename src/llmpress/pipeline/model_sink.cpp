@@ -175,13 +175,20 @@ bool is_gguf_mix(const std::string& type) {
   return false;
 }
 
-// Embeddings and head that the stages left as the input stored them keep the input's blocks, so a fine-tuned
-// Q4_K_M GGUF stays the size it was (their float values would otherwise be written at the output type).
+// Embeddings and head that the stages left as the input stored them keep the input's blocks, and a head that
+// trained as blocks (PEQA, QAT) keeps its own, so a fine-tuned Q4_K_M GGUF stays the size it was (their float
+// values would otherwise be written at the output type).
 void keep_input_blocks(const SinkInput& input, GgufModelOptions& options) {
   const Checkpoint& origin = input.origin;
+  const Transformer* shell = input.shell;
+  if (shell && shell->lm_head.defined())
+    if (const auto* head = dynamic_cast<const GgmlWeight*>(shell->lm_head.weight.get()); head && ggml_can_encode(head->type())) {
+      options.encoded["output.weight"] = {head->type(), head->bytes(), nullptr};
+    }
   for (const std::string hf : {"model.embed_tokens.weight", "lm_head.weight"}) {
+    if (options.encoded.count(gguf_tensor_name(hf))) continue;
     if (!origin.has(hf) || origin.format != CheckpointFormat::Gguf || !ggml_can_encode(origin.tensor(hf).type)) continue;
-    if (const Transformer* shell = input.shell) {
+    if (shell) {
       const at::Tensor now = hf == "lm_head.weight" ? shell->lm_head.weight->dense() : shell->embed_tokens;
       if (!at::equal(now.detach().to(at::kCPU, at::kFloat), origin.load(hf))) continue;  // trained
     }

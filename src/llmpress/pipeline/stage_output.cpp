@@ -5,6 +5,7 @@
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/io/tensor_file.h"
 #include "llmpress/model/layer_file.h"
+#include "llmpress/model/weight_kinds.h"
 
 namespace llmpress {
 
@@ -20,8 +21,13 @@ std::string shell_file_path(const std::string& dir) { return dir + "/shell.bin";
 
 void save_shell_file(const std::string& path, const Transformer& model) {
   TensorMap tensors = {{"embed_tokens", model.embed_tokens.detach()}, {"norm", model.norm.detach()}};
-  if (!model.config.tie_word_embeddings) tensors["lm_head"] = model.lm_head.weight->dense().detach();
-  save_tensor_file(path, tensors);
+  nlohmann::json metadata = nlohmann::json::object();
+  if (!model.config.tie_word_embeddings) {  // the head as the kind it is (a trained Q6_K head stays Q6_K)
+    const WeightState head = model.lm_head.weight->save();
+    for (const auto& [name, t] : head.tensors) tensors["lm_head." + name] = t.detach();
+    metadata["lm_head"] = {{"kind", head.kind}, {"meta", head.meta}};
+  }
+  save_tensor_file(path, tensors, metadata);
 }
 
 Transformer StageOutput::load_shell(const at::Device& device) const {
@@ -32,7 +38,8 @@ Transformer StageOutput::load_shell(const at::Device& device) const {
   shell.layers.clear();
   shell.layers.resize(size_t(config_.num_layers));
   if (shell_file_.empty()) return shell;
-  TensorMap trained = load_tensor_file(shell_file_, device);
+  nlohmann::json metadata;
+  TensorMap trained = load_tensor_file(shell_file_, device, &metadata);
   const std::vector<int64_t> matrix = {config_.vocab_size, config_.hidden_size};
   const auto take = [&](const char* name, const std::vector<int64_t>& shape) {
     const auto it = trained.find(name);
@@ -42,8 +49,24 @@ Transformer StageOutput::load_shell(const at::Device& device) const {
   };
   shell.embed_tokens = take("embed_tokens", matrix);
   shell.norm = take("norm", {config_.hidden_size});
-  shell.lm_head.weight =
-      std::make_shared<DenseWeight>(config_.tie_word_embeddings ? shell.embed_tokens : take("lm_head", matrix));
+  if (config_.tie_word_embeddings) {
+    shell.lm_head.weight = std::make_shared<DenseWeight>(shell.embed_tokens);
+    return shell;
+  }
+  if (!metadata.contains("lm_head") || !metadata["lm_head"].is_object())
+    throw file_error(shell_file_, "has no lm_head entry");
+  try {
+    WeightState head{metadata["lm_head"].at("kind").get<std::string>(), metadata["lm_head"].at("meta"), {}};
+    const std::string prefix = "lm_head.";
+    for (const auto& [name, t] : trained)  // restored on the CPU, where ggml blocks live; a dense head moves
+      if (name.compare(0, prefix.size(), prefix) == 0) head.tensors[name.substr(prefix.size())] = t.to(at::kCPU);
+    shell.lm_head.weight = restore_weight(head);
+    if (head.kind == "dense") shell.lm_head.weight = std::make_shared<DenseWeight>(shell.lm_head.weight->dense().to(device));
+  } catch (const std::exception& e) {
+    throw file_error(shell_file_, std::string("lm_head: ") + e.what());
+  }
+  if (shell.lm_head.weight->out_features() != config_.vocab_size || shell.lm_head.weight->in_features() != config_.hidden_size)
+    throw file_error(shell_file_, "lm_head does not have the shape the model needs");
   return shell;
 }
 

@@ -67,7 +67,7 @@ at::Tensor LoraWeight::forward(const at::Tensor& x) const {
   return base_->forward(x) + low * scaling;
 }
 
-int64_t LoraWeight::storage_bits() const { return base_->storage_bits() + (a_.numel() + b_.numel()) * 16; }
+int64_t LoraWeight::storage_bits() const { return base_->storage_bits() + (a_.numel() + b_.numel()) * 32; }
 
 int64_t LoraWeight::parameter_count() const { return base_->parameter_count() + a_.numel() + b_.numel(); }
 

@@ -39,7 +39,7 @@ class LoraWeight : public LinearWeight {
   at::Tensor forward(const at::Tensor& x) const override;
   int64_t in_features() const override { return base_->in_features(); }
   int64_t out_features() const override { return base_->out_features(); }
-  // The base as stored plus the factors at 16 bits (as PEFT saves them in half precision).
+  // The base as stored plus the factors at 32 bits (as the adapter files store them).
   int64_t storage_bits() const override;
   int64_t parameter_count() const override;
   at::Tensor dense() const override;  // the base's matrix plus the update, float32

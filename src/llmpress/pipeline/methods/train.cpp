@@ -4,9 +4,9 @@
 // (quant/fake_quant.h) whose export is exactly the format it was trained on: the weights and the
 // quantization parameters, or (learn: qparams) only the parameters, EfficientQAT's E2E-QP; `peqa`
 // fine-tunes only the scales of a quantized model on task data; `lora` and `qa-lora` train low-rank
-// adapters on the frozen (quantized) model (train/lora.h), written as the adapter or merged. All run on the whole loaded model,
-// like the structured stages, and leave the trained embeddings, final norm and head beside the layers
-// (the stage's shell file).
+// adapters on the frozen (quantized) model (train/lora.h), written as the adapter or merged. All run on
+// the whole loaded model, like the structured stages, and leave the trained embeddings, final norm and
+// head beside the layers (the stage's shell file).
 #include <filesystem>
 #include <regex>
 
@@ -101,6 +101,7 @@ std::string learn_pattern(const std::string& learn) {
 
 bool fake_quantizes(const std::string& method) { return method == "qat" || method == "peqa"; }
 bool adapts(const std::string& method) { return method == "lora" || method == "qa-lora"; }
+bool distills(const std::string& method) { return method == "distill" || method == "qat"; }
 
 ActivationQuant activation_quant(const StageOptions& o) {
   return {int(o.integer("act_bits")), int(o.integer("kv_bits"))};
@@ -115,7 +116,6 @@ LoraSpec lora_spec(const StageOptions& o) {
   spec.seed = uint64_t(o.integer("seed"));
   return spec;
 }
-bool distills(const std::string& method) { return method == "distill" || method == "qat"; }
 
 void check_training(const StageOptions& o, ModelState& state) {
   if (fake_quantizes(o.method())) {
