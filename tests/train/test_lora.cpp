@@ -182,7 +182,7 @@ void expect_same(const LoraAdapter& read, const LoraAdapter& written) {
 TEST(LoraAdapterFiles, PeftFolderAndGgufReadBackWhatWasWritten) {
   test::TempDir dir;
   const LoraAdapter adapter = tiny_adapter();
-  write_peft_adapter(dir.file("peft"), adapter);
+  write_peft_adapter(dir.file("peft"), tiny_config(), adapter);
   write_gguf_lora(dir.file("a.gguf"), tiny_config(), adapter);
   const LoraAdapter peft = read_lora_adapter(dir.file("peft"), tiny_config());
   expect_same(peft, adapter);
@@ -196,8 +196,19 @@ TEST(LoraAdapterFiles, PeftFolderAndGgufReadBackWhatWasWritten) {
   EXPECT_NE(config.find("model\\\\.layers\\\\.0\\\\.self_attn\\\\.q_proj"), std::string::npos) << config;
   const std::string weights = test::slurp(dir.file("peft/adapter_model.safetensors"));
   EXPECT_NE(weights.find("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"), std::string::npos);
+  // Adapters on the same linears of every layer are named as PEFT's defaults name them; one layer alone is not.
+  LoraAdapter uniform;
+  for (int layer = 0; layer < 2; ++layer)
+    for (const auto& [name, out] : {std::pair{"self_attn.q_proj", 64}, std::pair{"self_attn.v_proj", 32}})
+      uniform.tensors.push_back({"model.layers." + std::to_string(layer) + "." + name, at::zeros({2, 64}), at::zeros({out, 2})});
+  write_peft_adapter(dir.file("uniform"), tiny_config(), uniform);
+  EXPECT_NE(test::slurp(dir.file("uniform/adapter_config.json")).find("\"target_modules\": [\n    \"q_proj\",\n    \"v_proj\"\n  ]"),
+            std::string::npos) << test::slurp(dir.file("uniform/adapter_config.json"));
+  uniform.tensors.resize(2);  // layer 0 only
+  write_peft_adapter(dir.file("uniform"), tiny_config(), uniform);
+  EXPECT_NE(test::slurp(dir.file("uniform/adapter_config.json")).find("model\\\\.layers\\\\.0"), std::string::npos);
   // A second write replaces our own folder.
-  EXPECT_NO_THROW(write_peft_adapter(dir.file("peft"), adapter));
+  EXPECT_NO_THROW(write_peft_adapter(dir.file("peft"), tiny_config(), adapter));
 }
 
 TEST(LoraAdapterFiles, GgufStoresQAndKRowsInTheInterleavedRopeOrder) {
@@ -221,7 +232,7 @@ TEST(LoraAdapterFiles, BadAdaptersGiveOneClearError) {
   test::TempDir dir;
   const LoraAdapter adapter = tiny_adapter();
   write_gguf_lora(dir.file("a.gguf"), tiny_config(), adapter);
-  write_peft_adapter(dir.file("peft"), adapter);
+  write_peft_adapter(dir.file("peft"), tiny_config(), adapter);
   const std::string good = test::slurp(dir.file("a.gguf"));
   const auto write = [&](const std::string& name, const std::string& content) {
     std::ofstream(dir.file(name), std::ios::binary) << content;

@@ -41,16 +41,15 @@ void check_finite(const LoraAdapter& adapter, const std::string& target) {
       throw Error(target + ": the adapter of " + t.module + " holds NaN or infinite values; nothing was written");
 }
 
-// PEFT's target_modules: the module names when every layer has the same adapted linears, otherwise a
-// regex PEFT full-matches against each module's name.
-nlohmann::json target_modules(const LoraAdapter& adapter) {
+// PEFT's target_modules: the module names when every layer of the model has the same adapted linears,
+// otherwise a regex PEFT full-matches against each module's name.
+nlohmann::json target_modules(const LoraAdapter& adapter, int64_t num_layers) {
   std::map<std::string, std::set<std::string>> layers_of;  // q_proj -> {"model.layers.0", ...}
   std::set<std::string> layers;
+  for (int64_t i = 0; i < num_layers; ++i) layers.insert("model.layers." + std::to_string(i));
   for (const LoraAdapterTensors& t : adapter.tensors) {
     const size_t dot = t.module.rfind('.');
-    const std::string layer = t.module.substr(0, t.module.rfind('.', dot - 1));
-    layers_of[t.module.substr(dot + 1)].insert(layer);
-    layers.insert(layer);
+    layers_of[t.module.substr(dot + 1)].insert(t.module.substr(0, t.module.rfind('.', dot - 1)));
   }
   bool uniform = true;
   for (const auto& [name, where] : layers_of) uniform = uniform && where == layers;
@@ -67,17 +66,17 @@ nlohmann::json target_modules(const LoraAdapter& adapter) {
 
 }  // namespace
 
-void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter) {
+void write_peft_adapter(const std::string& dir, const ModelConfig& config, const LoraAdapter& adapter) {
   const std::string target = "LoRA adapter " + dir;
   check_finite(adapter, target);
-  const nlohmann::json config = {
+  const nlohmann::json peft_config = {
       {"peft_type", "LORA"},
       {"task_type", "CAUSAL_LM"},
       {"base_model_name_or_path", adapter.base_model},
       {"r", adapter.rank()},
       {"lora_alpha", adapter.alpha},
       {"lora_dropout", adapter.dropout},
-      {"target_modules", target_modules(adapter)},
+      {"target_modules", target_modules(adapter, config.num_layers)},
       {"bias", "none"},
       {"fan_in_fan_out", false},
       {"inference_mode", true},
@@ -97,7 +96,7 @@ void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter) {
     tensors.push_back({"base_model.model." + t.module + ".lora_B.weight", float_cpu(t.b), nullptr});
   }
   AtomicDirectory folder(dir);
-  write_file_atomic(folder.file("adapter_config.json"), config.dump(2) + "\n");
+  write_file_atomic(folder.file("adapter_config.json"), peft_config.dump(2) + "\n");
   write_safetensors(folder.file("adapter_model.safetensors"), tensors);
   // The model card PEFT writes too; its first line marks the folder as ours (check_output_path may replace it).
   write_file_atomic(folder.file("README.md"), std::string(kLlmpressAdapterCardMarker) + "\n# LoRA adapter\n\n" +

@@ -28,8 +28,9 @@ struct LoraAdapter {
   int64_t rank() const;    // Error when the tensors disagree (one rank per adapter)
 };
 
-// Writes the PEFT folder atomically (an existing adapter folder is replaced only when the new one is complete).
-void write_peft_adapter(const std::string& dir, const LoraAdapter& adapter);
+// Writes the PEFT folder atomically (an existing adapter folder is replaced only when the new one is
+// complete), for a base of `config`.
+void write_peft_adapter(const std::string& dir, const ModelConfig& config, const LoraAdapter& adapter);
 // Writes the llama.cpp adapter GGUF atomically, for a base of `config`'s architecture (llama, qwen2).
 void write_gguf_lora(const std::string& path, const ModelConfig& config, const LoraAdapter& adapter);
 

@@ -479,7 +479,7 @@ void write_adapter(const SinkInput& input, OutputSummary& summary) {
   }
   if (adapter.tensors.empty()) throw Error("LoRA export to " + input.output.path + ": no layer has an adapter");
   if (input.output.format == "gguf") write_gguf_lora(input.output.path, input.model.config(), adapter);
-  else write_peft_adapter(input.output.path, adapter);
+  else write_peft_adapter(input.output.path, input.model.config(), adapter);
   summary.description = strprintf("%s LoRA adapter: %zu linears, rank %lld, alpha %g",
                                   input.output.format == "gguf" ? "llama.cpp GGUF" : "PEFT", adapter.tensors.size(),
                                   (long long)adapter.rank(), adapter.alpha);
