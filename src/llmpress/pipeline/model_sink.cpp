@@ -218,7 +218,8 @@ void write_gguf(const SinkInput& input, OutputSummary& summary) {
   options.metadata["llmpress.version"] = version();
   if (!input.recipe_yaml.empty()) options.metadata["llmpress.recipe"] = input.recipe_yaml;
   if (!input.head_importance.empty()) options.importance["output.weight"] = input.head_importance;
-  if (input.keep_encoded) keep_input_blocks(input, options);
+  // Under a float output type the stages' blocks are the format (finetune, qat); a mix chooses for itself.
+  if (input.keep_encoded && (mix == "F32" || mix == "F16" || mix == "BF16")) keep_input_blocks(input, options);
   std::map<std::string, int> conversions;  // note text -> number of tensors
   auto cache = std::make_shared<LayerCache>(input.model);
   std::vector<NamedTensor> tensors = model_tensors(input, cache, [&](int64_t i, const std::string& name,
