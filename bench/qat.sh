@@ -8,7 +8,8 @@
 #
 #   LLAMA_BIN=/path/to/llama.cpp/build/bin bench/qat.sh [LLMPRESS_BINARY]
 #
-# Environment: SHARED (../shared), THREADS (2), CHUNKS (40), STEPS (200), WORK (/tmp/llmpress-bench-qat).
+# Environment: SHARED (../shared), THREADS (2), CHUNKS (40), STEPS (200), WORK (/tmp/llmpress-bench-qat),
+# TARGETS ("Q2_K int2g64"; also Q3_K_M and int3g128).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 L=${1:-build/llmpress}
@@ -43,8 +44,13 @@ calib=(--calib "$CALIB" --nsamples 128 --seqlen 256)
 block=(--block-batch 4 --block-weight-lr 3e-4 --block-quant-lr 1e-3)
 train=(-f "$TRAIN" --steps "$STEPS" --bf16)
 echo "dense: llmpress perplexity $(ppl "$M")"
-for target in Q2_K int2g64; do
-  if [ "$target" = Q2_K ]; then fmt=(--type Q2_K); ext=.gguf; else fmt=(--format gptq --bits 2 --group 64); ext=""; fi
+for target in ${TARGETS:-Q2_K int2g64}; do
+  case "$target" in
+    Q2_K|Q3_K_M) fmt=(--type "$target"); ext=.gguf ;;
+    int2g64) fmt=(--format gptq --bits 2 --group 64); ext="" ;;
+    int3g128) fmt=(--format gptq --bits 3 --group 128); ext="" ;;
+    *) echo "unknown target $target (Q2_K, Q3_K_M, int2g64, int3g128)" >&2; exit 1 ;;
+  esac
   echo
   echo "| $target | perplexity | MiB | time | peak memory |"
   echo "|---|---|---|---|---|"
