@@ -2,44 +2,39 @@
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/progress.h"
+#include "llmpress/model/observed_weight.h"
 
 namespace llmpress {
 
 namespace {
 
-// Wraps a weight for one pass: sums x and x^2 per input channel, then computes what it wraps.
-class MomentWeight : public LinearWeight {
- public:
-  explicit MomentWeight(std::shared_ptr<LinearWeight> inner) : inner_(std::move(inner)) {}
-  at::Tensor forward(const at::Tensor& x) const override {
+// Sums of x and x^2 per input channel over every token a weight reads.
+struct ChannelSums {
+  at::Tensor sum, sum_squares;
+  int64_t tokens = 0;
+
+  void add(const at::Tensor& x) {
     const at::Tensor rows = x.reshape({-1, x.size(-1)}).to(at::kDouble);
-    if (!sum_.defined()) {
-      sum_ = at::zeros({rows.size(1)}, rows.options());
-      sum_squares_ = at::zeros_like(sum_);
+    if (!sum.defined()) {
+      sum = at::zeros({rows.size(1)}, rows.options());
+      sum_squares = at::zeros_like(sum);
     }
-    sum_ += rows.sum(0);
-    sum_squares_ += rows.pow(2).sum(0);
-    tokens_ += rows.size(0);
-    return inner_->forward(x);
+    sum += rows.sum(0);
+    sum_squares += rows.pow(2).sum(0);
+    tokens += rows.size(0);
   }
-  int64_t in_features() const override { return inner_->in_features(); }
-  int64_t out_features() const override { return inner_->out_features(); }
-  int64_t storage_bits() const override { return inner_->storage_bits(); }
-  at::Tensor dense() const override { return inner_->dense(); }
-  std::string kind() const override { return inner_->kind(); }
-  WeightState save() const override { return inner_->save(); }
-  PruningMask pruning_mask() const override { return inner_->pruning_mask(); }
-
   ChannelMoments moments() const {
-    if (tokens_ == 0) throw Error("structured pruning: no calibration tokens reached the layer");
-    return {(sum_ / double(tokens_)).cpu(), (sum_squares_ / double(tokens_)).cpu()};
+    if (tokens == 0) throw Error("structured pruning: no calibration tokens reached the layer");
+    return {(sum / double(tokens)).cpu(), (sum_squares / double(tokens)).cpu()};
   }
-
- private:
-  std::shared_ptr<LinearWeight> inner_;
-  mutable at::Tensor sum_, sum_squares_;
-  mutable int64_t tokens_ = 0;
 };
+
+// `linear` now also adds its inputs to a new ChannelSums, which it returns.
+std::shared_ptr<ChannelSums> observe_moments(Linear& linear) {
+  auto sums = std::make_shared<ChannelSums>();
+  linear.weight = std::make_shared<ObservedWeight>(linear.weight, [sums](const at::Tensor& x) { sums->add(x); });
+  return sums;
+}
 
 }  // namespace
 
@@ -49,12 +44,10 @@ std::vector<LayerStructureStats> collect_structure_stats(const Transformer& mode
   const size_t num_layers = model.layers.size();
   // The wrapped copies share every weight with `model`; only o_proj and down_proj are wrapped.
   std::vector<DecoderLayer> layers = model.layers;
-  std::vector<std::shared_ptr<MomentWeight>> attention, mlp;
+  std::vector<std::shared_ptr<ChannelSums>> attention, mlp;
   for (DecoderLayer& layer : layers) {
-    attention.push_back(std::make_shared<MomentWeight>(layer.o_proj.weight));
-    mlp.push_back(std::make_shared<MomentWeight>(layer.down_proj.weight));
-    layer.o_proj.weight = attention.back();
-    layer.down_proj.weight = mlp.back();
+    attention.push_back(observe_moments(layer.o_proj));
+    mlp.push_back(observe_moments(layer.down_proj));
   }
   std::vector<double> influence(num_layers, 0.0);
   int64_t counted = 0;

@@ -5,40 +5,20 @@
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/progress.h"
+#include "llmpress/model/observed_weight.h"
 
 namespace llmpress {
 
 namespace {
 
-// Passes its input to the weight it wraps and keeps the per-channel max |x| it has seen.
-class AbsmaxObserver : public LinearWeight {
- public:
-  explicit AbsmaxObserver(std::shared_ptr<LinearWeight> inner) : inner_(std::move(inner)) {}
-  at::Tensor forward(const at::Tensor& x) const override {
-    const at::Tensor m = x.detach().abs().to(at::kFloat).reshape({-1, x.size(-1)}).amax(0);
-    absmax_ = absmax_.defined() ? at::maximum(absmax_, m) : m;
-    return inner_->forward(x);
-  }
-  int64_t in_features() const override { return inner_->in_features(); }
-  int64_t out_features() const override { return inner_->out_features(); }
-  int64_t storage_bits() const override { return inner_->storage_bits(); }
-  at::Tensor dense() const override { return inner_->dense(); }
-  std::string kind() const override { return "observer"; }
-  WeightState save() const override { throw Error("an activation observer is not saved"); }
-
-  const std::shared_ptr<LinearWeight>& inner() const { return inner_; }
-  const at::Tensor& absmax() const { return absmax_; }
-
- private:
-  std::shared_ptr<LinearWeight> inner_;
-  mutable at::Tensor absmax_;
-};
-
-at::Tensor observed(Linear& linear) {
-  auto* observer = dynamic_cast<AbsmaxObserver*>(linear.weight.get());
-  at::Tensor m = observer->absmax();
-  linear.weight = observer->inner();
-  return m;
+// `linear` now also keeps the per-channel max |x| of its inputs in the tensor it returns (filled in place).
+std::shared_ptr<at::Tensor> observe_absmax(Linear& linear) {
+  auto absmax = std::make_shared<at::Tensor>();
+  linear.weight = std::make_shared<ObservedWeight>(linear.weight, [absmax](const at::Tensor& x) {
+    const at::Tensor m = x.abs().to(at::kFloat).reshape({-1, x.size(-1)}).amax(0);
+    *absmax = absmax->defined() ? at::maximum(*absmax, m) : m;
+  });
+  return absmax;
 }
 
 double spread(const at::Tensor& absmax) {
@@ -72,8 +52,9 @@ std::vector<ChannelAbsmax> input_channel_absmax(const Transformer& model, const 
                                                 int64_t batch_samples, bool progress) {
   if (tokens.size(0) == 0) throw Error("smoothquant needs calibration text (--calib)");
   Transformer observed_model = model;  // shares tensors; only the linear slots are replaced
+  std::vector<std::pair<std::shared_ptr<at::Tensor>, std::shared_ptr<at::Tensor>>> maxima;
   for (DecoderLayer& layer : observed_model.layers)
-    for (Linear* l : {&layer.q_proj, &layer.gate_proj}) l->weight = std::make_shared<AbsmaxObserver>(l->weight);
+    maxima.push_back({observe_absmax(layer.q_proj), observe_absmax(layer.gate_proj)});
   at::NoGradGuard no_grad;
   Progress bar("smoothquant: activation maxima", tokens.size(0), "rows", progress);
   for (int64_t i = 0; i < tokens.size(0); i += batch_samples) {
@@ -86,7 +67,7 @@ std::vector<ChannelAbsmax> input_channel_absmax(const Transformer& model, const 
   }
   bar.finish();
   std::vector<ChannelAbsmax> out;
-  for (DecoderLayer& layer : observed_model.layers) out.push_back({observed(layer.q_proj), observed(layer.gate_proj)});
+  for (const auto& [attention, mlp] : maxima) out.push_back({*attention, *mlp});
   return out;
 }
 
