@@ -13,6 +13,7 @@
 #include "llmpress/core/log.h"
 #include "llmpress/io/tensor_file.h"
 #include "llmpress/model/layer_file.h"
+#include "llmpress/model/observed_weight.h"
 
 namespace llmpress {
 
@@ -49,30 +50,6 @@ std::string fingerprint(const LayerSource& source, const at::Tensor& tokens, con
 
 // ---- Capturing linear inputs --------------------------------------------------------------------
 
-// Wraps a slot's weight for one capture pass: hands every input to the observers, then computes
-// exactly what the wrapped weight computes.
-class ObservingWeight : public LinearWeight {
- public:
-  ObservingWeight(std::shared_ptr<LinearWeight> inner, std::vector<std::unique_ptr<Observer>>* observers)
-      : inner_(std::move(inner)), observers_(observers) {}
-  at::Tensor forward(const at::Tensor& x) const override {
-    const at::Tensor rows = x.reshape({-1, x.size(-1)});
-    for (auto& observer : *observers_) observer->observe(rows);
-    return inner_->forward(x);
-  }
-  int64_t in_features() const override { return inner_->in_features(); }
-  int64_t out_features() const override { return inner_->out_features(); }
-  int64_t storage_bits() const override { return inner_->storage_bits(); }
-  at::Tensor dense() const override { return inner_->dense(); }
-  std::string kind() const override { return inner_->kind(); }
-  WeightState save() const override { return inner_->save(); }
-  PruningMask pruning_mask() const override { return inner_->pruning_mask(); }
-
- private:
-  std::shared_ptr<LinearWeight> inner_;
-  std::vector<std::unique_ptr<Observer>>* observers_;
-};
-
 std::vector<std::unique_ptr<Observer>> make_observers(const StatsRequest& request) {
   std::vector<std::unique_ptr<Observer>> observers;
   if (request.hessian) observers.push_back(std::make_unique<HessianObserver>());
@@ -106,7 +83,11 @@ struct LayerRunner {
       const std::string& first = group.front();
       observers[first] = make_observers(request);
       originals[first] = layer.linear(first).weight;
-      layer.linear(first).weight = std::make_shared<ObservingWeight>(originals[first], &observers[first]);
+      std::vector<std::unique_ptr<Observer>>* slot = &observers[first];
+      layer.linear(first).weight = std::make_shared<ObservedWeight>(originals[first], [slot](const at::Tensor& x) {
+        const at::Tensor rows = x.reshape({-1, x.size(-1)});
+        for (auto& observer : *slot) observer->observe(rows);
+      });
     }
     try {
       // The last group's output is not needed, but the pass is cheap next to the statistics.

@@ -1,7 +1,7 @@
 #pragma once
-// A linear weight wrapped for one calibration pass over the whole model: `observe` sees every input
-// (for statistics: channel moments, maxima), then the wrapped weight computes as it would. Everything
-// else is the wrapped weight's.
+// A linear weight wrapped for a calibration pass: `observe` sees every input (the engine's Hessians and
+// norms, structured pruning's channel moments, SmoothQuant's maxima), then the wrapped weight computes
+// as it would. Everything else is the wrapped weight's.
 #include <functional>
 #include <memory>
 
