@@ -37,5 +37,8 @@ void register_train(CLI::App& app);
 void register_distill(CLI::App& app);
 void register_qat(CLI::App& app);
 void register_finetune(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_gen_tasks(CLI::App& app);
+void register_gen_data(CLI::App& app);
 
 }  // namespace llmpress::cli

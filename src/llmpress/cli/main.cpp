@@ -26,6 +26,9 @@ int main(int argc, char** argv) {
   llmpress::cli::register_distill(app);
   llmpress::cli::register_qat(app);
   llmpress::cli::register_finetune(app);
+  llmpress::cli::register_eval(app);
+  llmpress::cli::register_gen_tasks(app);
+  llmpress::cli::register_gen_data(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

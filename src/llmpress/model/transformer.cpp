@@ -146,7 +146,12 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
   at::Tensor q = q_proj.forward(x).view({batch, length, heads, head_dim}).transpose(1, 2);
   at::Tensor k = k_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
   at::Tensor v = v_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
-  const auto [cos, sin] = layout ? rope.tables(layout->positions, q.scalar_type()) : rope.tables(start, length, q.scalar_type());
+  const bool padded = cache && cache->padding.defined();
+  const at::Tensor padding = padded ? cache->padding.to(hidden.device()).view({batch, 1}) : at::Tensor();
+  const at::Tensor slots = at::arange(start, start + length, hidden.options().dtype(at::kLong));
+  const auto [cos, sin] = layout   ? rope.tables(layout->positions, q.scalar_type())
+                          : padded ? rope.tables((slots.unsqueeze(0) - padding).clamp_min(0), q.scalar_type())
+                                   : rope.tables(start, length, q.scalar_type());
   q = Rope::apply(q, cos, sin);
   k = Rope::apply(k, cos, sin);
   if (kv_bits > 0) {  // [B, heads, T, head_dim]: per token and head
@@ -170,12 +175,16 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
   at::Tensor scores = at::matmul(q_grouped, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
   scores = scores.view({batch, kv_heads, group, length, total});
   // Query i (absolute position start+i) may attend to keys 0 .. start+i.
-  const at::Tensor query_pos = at::arange(start, start + length, hidden.options().dtype(at::kLong)).unsqueeze(1);
+  const at::Tensor query_pos = slots.unsqueeze(1);
   const at::Tensor key_pos = at::arange(0, total, hidden.options().dtype(at::kLong)).unsqueeze(0);
   at::Tensor blocked = key_pos > query_pos;  // [length, total]: the future
   if (layout) {
     const at::Tensor doc = layout->documents.to(hidden.device());  // [B, T]: other documents are blocked too
     blocked = (blocked | (doc.unsqueeze(2) != doc.unsqueeze(1))).view({batch, 1, 1, length, total});
+  } else if (padded) {
+    // Padding keys are blocked; a padding query still sees itself so that its row stays finite.
+    const at::Tensor pad_key = key_pos.unsqueeze(0) < padding.unsqueeze(2);  // [B, 1, total]
+    blocked = (blocked.unsqueeze(0) | (pad_key & (key_pos != query_pos).unsqueeze(0))).view({batch, 1, 1, length, total});
   }
   scores = scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
   const at::Tensor probs = at::softmax(scores.to(at::kFloat), -1).to(q.scalar_type());
@@ -294,6 +303,13 @@ KVCache Transformer::make_cache(int64_t batch, int64_t capacity) const {
   for (size_t i = 0; i < layers.size(); ++i)
     cache.layers.push_back({at::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options),
                             at::zeros({batch, config.num_kv_heads, capacity, config.head_dim}, options)});
+  return cache;
+}
+
+KVCache Transformer::make_cache(const std::vector<int64_t>& padding, int64_t capacity) const {
+  KVCache cache = make_cache(int64_t(padding.size()), capacity);
+  const at::Tensor pad = at::tensor(at::IntArrayRef(padding), at::kLong).to(device());
+  for (LayerCache& layer : cache.layers) layer.padding = pad;
   return cache;
 }
 

@@ -43,6 +43,9 @@ class Rope {
 struct LayerCache {
   at::Tensor keys;    // [B, kv_heads, capacity, head_dim]
   at::Tensor values;  // same
+  // Batched prompts of different lengths are left-padded: row b's first padding[b] slots hold no
+  // token (never attended to) and its positions count from slot padding[b]. Undefined: no padding.
+  at::Tensor padding;  // [B] int64
 };
 
 // Incremental decoding state for all layers.
@@ -114,6 +117,8 @@ class Transformer {
   at::Tensor forward(const at::Tensor& tokens, KVCache* cache = nullptr, const PackedLayout* layout = nullptr) const;
 
   KVCache make_cache(int64_t batch, int64_t capacity) const;
+  // A cache for rows whose first padding[b] slots are left padding (see LayerCache::padding).
+  KVCache make_cache(const std::vector<int64_t>& padding, int64_t capacity) const;
   // Every layer simulates these activation and KV-cache bits from now on (checked).
   void set_activation_quant(const ActivationQuant& quant);
   // Parameter count and storage of the model as it is now (compressed layers count their real size).
