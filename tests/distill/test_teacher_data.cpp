@@ -67,6 +67,34 @@ TEST(TeacherData, GoldRecordsNeedNoTeacher) {
   EXPECT_THROW(build_teacher_data(nullptr, nullptr, items, o), Error);
 }
 
+TEST(TeacherData, StepByStepPairsAnAnswerRecordWithWeightedRationales) {
+  auto items = questions(true);
+  TeacherDataOptions o;
+  o.mode = "gold";
+  o.question_only = true;
+  o.trigger = "Think.";
+  o.step_by_step = 0.5;
+  const TeacherData data = build_teacher_data(nullptr, nullptr, items, o);
+  ASSERT_EQ(data.records.size(), 2 * items.size());
+  const auto& answer = data.records[0];
+  const auto& rationale = data.records[1];
+  EXPECT_EQ(answer["prompt"], "Once upon a time");  // the answer task: no trigger
+  EXPECT_EQ(answer["response"], "Answer: cat");
+  EXPECT_EQ(answer["weight"], 1.0);
+  EXPECT_EQ(answer["provenance"]["template"], "step-by-step answer");
+  EXPECT_EQ(rationale["prompt"], "Once upon a timeThink.\n");  // the trigger names the rationale task
+  EXPECT_EQ(rationale["response"], "because\nAnswer: cat");
+  EXPECT_EQ(rationale["weight"], 0.5);
+  o.trigger.clear();  // the two tasks would share one prompt
+  EXPECT_THROW(build_teacher_data(nullptr, nullptr, items, o), Error);
+  o.trigger = "Think.";
+  o.mode = "icl";
+  EXPECT_THROW(build_teacher_data(nullptr, nullptr, items, o), Error);
+  o.mode = "gold";
+  o.step_by_step = -1;
+  EXPECT_THROW(build_teacher_data(nullptr, nullptr, items, o), Error);
+}
+
 class TeacherDataOnModel : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -223,6 +223,35 @@ TEST(TrainData, RecordsArePackedAndOnlyResponsesScored) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bad.jsonl:1"), std::string::npos) << e.what();
   }
+  // Record weights: a weight-0 record adds nothing, yet the mean still counts its tokens; a common
+  // weight w scales the plain token mean by w.
+  std::ofstream(dir.file("plain.jsonl")) << R"({"prompt": "ab", "response": "cd"})" << "\n"
+                                         << R"({"prompt": "h", "response": "ijk"})" << "\n";
+  std::ofstream(dir.file("zero.jsonl")) << R"({"prompt": "ab", "response": "cd", "weight": 0})" << "\n"
+                                        << R"({"prompt": "h", "response": "ijk"})" << "\n";
+  std::ofstream(dir.file("three.jsonl")) << R"({"prompt": "ab", "response": "cd", "weight": 3})" << "\n"
+                                         << R"({"prompt": "h", "response": "ijk", "weight": 3})" << "\n";
+  const Batch plain = TrainingData::load(dir.file("plain.jsonl"), *tok, 24).batch({0});
+  const Batch zero = TrainingData::load(dir.file("zero.jsonl"), *tok, 24).batch({0});
+  const Batch three = TrainingData::load(dir.file("three.jsonl"), *tok, 24).batch({0});
+  EXPECT_FALSE(plain.weights.defined());
+  ASSERT_TRUE(zero.weights.defined());
+  at::Generator gen = at::detail::createCPUGenerator(5);
+  const at::Tensor logits = at::randn({1, 24, tok->vocab_size()}, gen);
+  const at::Tensor terms = at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}), plain.labels.reshape({-1}), {},
+                                                  at::Reduction::None);
+  const at::Tensor second = (plain.layout.documents.reshape({-1}) == 1).to(at::kFloat);
+  const double expected_zero = ((terms * second).sum() / plain.mask.sum()).item<double>();
+  EXPECT_NEAR(scored_cross_entropy(logits, zero).item<double>(), expected_zero, 1e-6);
+  EXPECT_NEAR(scored_cross_entropy(logits, three).item<double>(), 3 * scored_cross_entropy(logits, plain).item<double>(), 1e-5);
+  std::ofstream(dir.file("badweight.jsonl")) << R"({"prompt": "ab", "response": "cd"})" << "\n"
+                                             << R"({"prompt": "ab", "response": "cd", "weight": -1})" << "\n";
+  try {
+    TrainingData::load(dir.file("badweight.jsonl"), *tok, 12);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("badweight.jsonl:2: \"weight\""), std::string::npos) << e.what();
+  }
   // Every row once per epoch, in a seeded order.
   const TrainingData text = TrainingData::from_tokens(random_tokens(100, 6), 9);
   std::vector<int64_t> seen;

@@ -4,6 +4,7 @@
 
 #include "llmpress/cli/common.h"
 #include "llmpress/core/error.h"
+#include "llmpress/core/log.h"
 #include "llmpress/distill/teacher_data.h"
 #include "llmpress/io/atomic_file.h"
 #include "llmpress/model/transformer.h"
@@ -39,8 +40,9 @@ void run(GenDataCommand& command) {
     options.generation.progress = !command.no_progress;
     data = build_teacher_data(&teacher, tokenizer.get(), items, options);
   }
-  std::fprintf(stderr, "%s: %zu records (%lld tokens generated in %.1fs)\n", command.output.c_str(), data.records.size(),
-               (long long)data.generated_tokens, data.seconds);
+  const std::string generated = data.generated_tokens == 0 ? "" : strprintf(" (%lld tokens generated in %.1fs, %.1f tokens/s)",
+      (long long)data.generated_tokens, data.seconds, data.seconds > 0 ? double(data.generated_tokens) / data.seconds : 0.0);
+  std::fprintf(stderr, "%s: %zu records%s\n", command.output.c_str(), data.records.size(), generated.c_str());
   for (const auto& [reason, count] : data.counts) std::fprintf(stderr, "  %-40s %lld\n", reason.c_str(), (long long)count);
   if (data.records.empty()) throw Error("the teacher's output passed no filter: nothing to write to " + command.output);
   std::string text;
@@ -68,7 +70,9 @@ void register_gen_data(CLI::App& app) {
   sub->add_option("--shots", o.shots, "demonstrations per teacher prompt (-1: each item's own demos)")->capture_default_str();
   sub->add_flag("--question-only", o.question_only, "records' prompts are the bare questions, not the teacher's k-shot prompts");
   sub->add_flag("--keep-wrong", o.keep_wrong, "icl: keep answers that differ from the gold answer");
-  sub->add_option("--trigger", o.trigger, "gold, cot: append this (e.g. \"Let's think step by step.\") instead of rationale demonstrations");
+  sub->add_option("--trigger", o.trigger, "gold, cot: append this (e.g. \"Let's think step by step.\") on its own line after the prompt");
+  sub->add_option("--step-by-step", o.step_by_step,
+                  "gold, cot: multi-task records, the bare answer (weight 1) and the rationale behind --trigger (weight W)");
   sub->add_option("--samples", o.samples, "cot: rationales sampled per question (self-consistency)")->capture_default_str();
   sub->add_option("--instructions", o.instructions, "instruct: new instructions to keep")->capture_default_str();
   sub->add_option("--seed-prompts", o.seed_prompts, "instruct: seed tasks shown per proposal")->capture_default_str();

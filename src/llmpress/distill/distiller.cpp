@@ -8,6 +8,7 @@
 #include "llmpress/core/progress.h"
 #include "llmpress/tokenizer/tokenizer.h"
 #include "llmpress/train/forward.h"
+#include "llmpress/train/trainer.h"
 
 namespace llmpress {
 
@@ -181,8 +182,10 @@ LossFunction distillation_loss(const Transformer& student, const Transformer* te
     const ForwardResult out = training_forward(student, batch.inputs, layout, f);
     const at::Tensor logits = out.logits.narrow(-1, 0, vocab);
     const at::Tensor labels = batch.labels.to(logits.device());
-    if (o.cross_entropy_only)
-      return {at::cross_entropy_loss(logits.reshape({-1, vocab}).to(at::kFloat), labels.reshape({-1})), {}};
+    if (o.cross_entropy_only) return {scored_cross_entropy(logits, batch), {}};
+    if (batch.weights.defined())
+      throw Error("record weights scale cross-entropy only: train weighted records with `llmpress train` "
+                  "(or `distill --loss ce`), or remove their \"weight\" fields");
     const at::Tensor mask = batch.mask.to(logits.device());
     const at::Tensor hard = labels.clamp_min(0);  // kd_loss reads labels at scored positions only
     if (cache && !generated && o.hidden_weight == 0) return {kd_loss_topk(logits, cache->lookup(batch.rows), mask, hard, o.kd).loss, {}};

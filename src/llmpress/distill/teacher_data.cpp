@@ -1,6 +1,7 @@
 #include "llmpress/distill/teacher_data.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -96,16 +97,31 @@ class Builder {
       const TaskItem& item = items[i];
       const std::vector<Demo> demos = options_.question_only ? std::vector<Demo>{} : choose_demos(items, i, options_.shots, options_.seed);
       const bool rationale = options_.rationales || !options_.trigger.empty();
-      const std::string prompt = teacher_prompt(item, demos, rationale);
       const Demo gold = item.as_demo();
-      nlohmann::ordered_json record = {{"prompt", prompt},
-                                       {"response", response_text(item.prompt, gold.answer, gold.rationale, rationale)},
-                                       {"task", item.task}, {"answer", gold.answer}};
       nlohmann::ordered_json p = {{"mode", "gold"}, {"source", item.source}, {"demos", demos_json(demos)}};
       if (!options_.trigger.empty()) p["trigger"] = options_.trigger;
+      if (step_by_step()) keep(answer_record(item, demos, gold.answer, p));
+      nlohmann::ordered_json record = {{"prompt", teacher_prompt(item, demos, rationale)},
+                                       {"response", response_text(item.prompt, gold.answer, gold.rationale, rationale)},
+                                       {"task", item.task}, {"answer", gold.answer}};
+      if (step_by_step()) record["weight"] = options_.step_by_step;
       record["provenance"] = p;
       keep(std::move(record));
     }
+  }
+
+  bool step_by_step() const { return options_.step_by_step > 0; }
+
+  // Step-by-step's answer task: the prompt without trigger or rationale demonstrations, the bare answer.
+  nlohmann::ordered_json answer_record(const TaskItem& item, const std::vector<Demo>& demos, const std::string& answer,
+                                       nlohmann::ordered_json provenance) const {
+    provenance["template"] = "step-by-step answer";
+    provenance.erase("trigger");
+    nlohmann::ordered_json record = {{"prompt", options_.question_only ? item.prompt : fewshot_prompt(item, demos, false)},
+                                     {"response", response_text(item.prompt, answer, "", false)},
+                                     {"task", item.task}, {"answer", answer}, {"weight", 1.0}};
+    record["provenance"] = std::move(provenance);
+    return record;
   }
 
   void icl(const std::vector<TaskItem>& items) {
@@ -162,19 +178,24 @@ class Builder {
           if (votes[answer] > best) best = votes[answer], target = answer;
       }
       std::set<std::string> seen;
+      const std::string template_name = options_.trigger.empty() ? "cot-" + std::to_string(demos[i].size()) + "-shot"
+                                                                 : "cot-trigger: " + options_.trigger;
       for (const auto& [rationale, answer] : candidates) {
         if (answer != target) { drop(gold ? "wrong answer" : "not the majority answer"); continue; }
         if (!seen.insert(rationale).second) { drop("duplicate rationale"); continue; }
-        nlohmann::ordered_json record = {
-            {"prompt", options_.question_only ? item.prompt : teacher_prompt(item, demos[i], true)},
-            {"response", response_text(item.prompt, answer, rationale, true)},
-            {"task", item.task}, {"rationale", rationale}, {"answer", answer}};
+        if (step_by_step() && seen.size() == 1)
+          keep(answer_record(item, demos[i], answer, provenance(template_name, &item, demos[i], options_.generation)));
+        // Step-by-step keeps the trigger in the prompt even for bare questions: it names the rationale task.
+        const std::string prompt = !options_.question_only ? teacher_prompt(item, demos[i], true)
+                                   : step_by_step()        ? item.prompt + options_.trigger + "\n"
+                                                           : item.prompt;
+        nlohmann::ordered_json record = {{"prompt", prompt}, {"response", response_text(item.prompt, answer, rationale, true)},
+                                         {"task", item.task}, {"rationale", rationale}, {"answer", answer}};
         if (gold) record["gold"] = item.as_demo().answer;
         record["votes"] = votes[answer];
         record["samples"] = options_.samples;
-        record["provenance"] = provenance(options_.trigger.empty() ? "cot-" + std::to_string(demos[i].size()) + "-shot"
-                                                                   : "cot-trigger: " + options_.trigger,
-                                          &item, demos[i], options_.generation);
+        if (step_by_step()) record["weight"] = options_.step_by_step;
+        record["provenance"] = provenance(template_name, &item, demos[i], options_.generation);
         keep(std::move(record));
       }
     }
@@ -286,6 +307,11 @@ TeacherData build_teacher_data(const Transformer* teacher, const Tokenizer* toke
   if (items.empty()) throw Error("no questions to build data from");
   if (options.samples < 1) throw Error("--samples must be at least 1");
   if (options.rouge_threshold <= 0 || options.rouge_threshold > 1) throw Error("--rouge-threshold must be in (0, 1]");
+  if (options.step_by_step < 0 || !std::isfinite(options.step_by_step)) throw Error("--step-by-step must be a weight above 0");
+  if (options.step_by_step > 0 && (options.mode != "gold" && options.mode != "cot"))
+    throw Error("--step-by-step needs --mode gold or cot (it pairs answers with rationales)");
+  if (options.step_by_step > 0 && options.trigger.empty())
+    throw Error("--step-by-step needs --trigger: the trigger tells the rationale task from the answer task");
   Builder builder(teacher, tokenizer, options);
   if (options.mode == "gold") builder.gold(items);
   else if (options.mode == "icl") builder.icl(items);

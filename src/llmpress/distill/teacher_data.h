@@ -10,7 +10,11 @@
 //   instruct  self-instruct: the teacher proposes new instructions from a few seed prompts; those too
 //             short, too long, with a banned word or ROUGE-L above a threshold against one already kept
 //             are dropped; the teacher then answers the rest from a k-shot prompt of seeds
-// With a trigger (gold, cot), the teacher's or gold prompt is the question + trigger + "\n".
+// With a trigger (gold, cot), the teacher's or gold prompt is the k-shot prompt + trigger + "\n".
+// Step-by-step (gold, cot; "Distilling step-by-step", Hsieh et al. 2023): two records per question, an
+// answer record (prompt without the trigger, response the bare answer, weight 1) and rationale records
+// (prompt with the trigger as the task prefix, response rationale + answer, weight W); a student trained
+// on both answers the plain prompt directly and the rationale task shapes it.
 // Every record is a {"prompt", "response"} training record (`llmpress train` scores the response)
 // with the task, answers and its provenance beside them.
 #include <nlohmann/json.hpp>
@@ -34,7 +38,8 @@ struct TeacherDataOptions {
   int64_t shots = 4;                // demonstrations per teacher prompt (-1: each item's own demos)
   bool question_only = false;       // the record's prompt is the bare question, not the teacher's k-shot prompt
   bool keep_wrong = false;          // icl: keep answers that differ from the gold answer
-  std::string trigger;              // cot: appended to the question instead of rationale demonstrations
+  std::string trigger;              // gold, cot: appended on its own line after the k-shot prompt
+  double step_by_step = 0;          // gold, cot: > 0 writes answer + rationale records, this the rationales' weight
   int64_t samples = 1;              // cot: rationales sampled per question
   int64_t instructions = 100;       // instruct: new instructions to keep
   int64_t seed_prompts = 3;         // instruct: seed prompts shown per proposal

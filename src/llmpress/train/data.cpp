@@ -2,6 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -22,6 +25,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 struct Record {
   std::vector<int32_t> tokens;
   std::vector<bool> scored;
+  double weight = 1;
 };
 
 std::vector<Record> read_records(const std::string& path, const Tokenizer& tokenizer) {
@@ -57,6 +61,12 @@ std::vector<Record> read_records(const std::string& path, const Tokenizer& token
       append(text->get<std::string>(), true);
     } else {
       throw Error(where + ": a record needs \"prompt\" and \"response\" (or \"completion\"), or \"text\"");
+    }
+    if (record.contains("weight")) {
+      const nlohmann::json& w = record["weight"];
+      if (!w.is_number() || !std::isfinite(w.get<double>()) || w.get<double>() < 0)
+        throw Error(where + ": \"weight\" must be a number of at least 0");
+      r.weight = w.get<double>();
     }
     r.tokens.push_back(tokenizer.eos_id());
     r.scored.push_back(true);
@@ -107,9 +117,11 @@ TrainingData TrainingData::load(const std::string& path, const Tokenizer& tokeni
   // Greedy packing: a record that does not fit in what is left of a row starts the next one; a record
   // longer than a row is cut. Each record contributes length - 1 predictions.
   std::vector<std::vector<int64_t>> inputs, labels, positions, documents;
+  std::vector<std::vector<float>> weights;
   const auto new_row = [&] {
-    inputs.emplace_back(), labels.emplace_back(), positions.emplace_back(), documents.emplace_back();
+    inputs.emplace_back(), labels.emplace_back(), positions.emplace_back(), documents.emplace_back(), weights.emplace_back();
   };
+  const bool weighted = std::any_of(records.begin(), records.end(), [](const Record& r) { return r.weight != 1; });
   int64_t cut = 0, scored = 0, document = 0;
   new_row();
   for (const Record& r : records) {
@@ -121,6 +133,7 @@ TrainingData TrainingData::load(const std::string& path, const Tokenizer& tokeni
       labels.back().push_back(r.scored[size_t(t + 1)] ? r.tokens[size_t(t + 1)] : kNotScored);
       positions.back().push_back(t);
       documents.back().push_back(document);
+      weights.back().push_back(float(r.weight));
       scored += r.scored[size_t(t + 1)];
     }
     ++document;
@@ -131,6 +144,7 @@ TrainingData TrainingData::load(const std::string& path, const Tokenizer& tokeni
   data.labels_ = at::full({rows, seqlen}, kNotScored, at::kLong);
   data.positions_ = at::zeros({rows, seqlen}, at::kLong);
   data.documents_ = at::full({rows, seqlen}, -1, at::kLong);  // padding: its own document, never attended to
+  if (weighted) data.weights_ = at::zeros({rows, seqlen}, at::kFloat);
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t n = int64_t(inputs[size_t(i)].size());
     const auto put = [&](at::Tensor& dst, const std::vector<int64_t>& src) {
@@ -140,9 +154,11 @@ TrainingData TrainingData::load(const std::string& path, const Tokenizer& tokeni
     put(data.labels_, labels[size_t(i)]);
     put(data.positions_, positions[size_t(i)]);
     put(data.documents_, documents[size_t(i)]);
+    if (weighted) data.weights_[i].narrow(0, 0, n).copy_(at::tensor(at::ArrayRef<float>(weights[size_t(i)])));
   }
   data.description_ = std::to_string(records.size()) + " records (" + std::to_string(scored) +
                       " scored tokens) packed in " + std::to_string(rows) + " rows of " + std::to_string(seqlen);
+  if (weighted) data.description_ += ", weighted";
   if (cut > 0) {
     data.description_ += ", " + std::to_string(cut) + " cut to fit";
     log_warning(path + ": " + std::to_string(cut) + " records are longer than --seqlen " + std::to_string(seqlen) +
@@ -158,6 +174,7 @@ Batch TrainingData::batch(const std::vector<int64_t>& rows) const {
   b.labels = labels_.index_select(0, index);
   b.mask = b.labels != kNotScored;
   if (packed()) b.layout = {positions_.index_select(0, index), documents_.index_select(0, index)};
+  if (weights_.defined()) b.weights = weights_.index_select(0, index);
   b.rows = rows;
   return b;
 }
@@ -189,6 +206,15 @@ uint64_t TrainingData::fingerprint() const {
     const at::Tensor c = t.contiguous();
     const auto* p = c.data_ptr<int64_t>();
     for (int64_t i = 0; i < c.numel(); ++i) h = (h ^ uint64_t(p[i])) * 1099511628211ull;
+  }
+  if (weights_.defined()) {
+    const at::Tensor c = weights_.contiguous();
+    const auto* p = c.data_ptr<float>();
+    for (int64_t i = 0; i < c.numel(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &p[i], sizeof bits);
+      h = (h ^ bits) * 1099511628211ull;
+    }
   }
   return h;
 }

@@ -3,7 +3,9 @@
 //   plain text  one token stream cut into non-overlapping windows, every next token scored;
 //   .jsonl      one record per line, packed greedily into rows (positions restart and attention stays
 //               inside each record): {"prompt", "response"} (or "completion") scores only the response
-//               and its end-of-sequence token (supervised fine-tuning); {"text"} scores every token.
+//               and its end-of-sequence token (supervised fine-tuning); {"text"} scores every token;
+//               an optional "weight" (default 1) scales the record's cross-entropy terms (step-by-step
+//               multi-task training weighs rationale records against answer records).
 // Row order depends only on the seed and the micro-batch index, so a resumed job reads what an
 // uninterrupted one would.
 #include <ATen/ATen.h>
@@ -27,6 +29,7 @@ struct Batch {
   at::Tensor labels;    // [B, T] int64: the token to predict at each position, -100 where not scored
   at::Tensor mask;      // [B, T] bool: scored positions
   PackedLayout layout;  // positions and documents of packed rows (undefined for plain windows)
+  at::Tensor weights;   // [B, T] float: each position's record weight (undefined when every weight is 1)
   std::vector<int64_t> rows;  // dataset rows, in order
   int64_t scored() const { return mask.sum().item<int64_t>(); }
 };
@@ -55,6 +58,7 @@ class TrainingData {
  private:
   at::Tensor inputs_, labels_;        // [rows, T] int64
   at::Tensor positions_, documents_;   // [rows, T] int64, packed data only
+  at::Tensor weights_;                 // [rows, T] float, records with a weight other than 1 only
   std::string description_;
 };
 

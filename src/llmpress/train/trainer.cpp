@@ -254,9 +254,17 @@ LossFunction cross_entropy_loss(const Transformer& model, bool checkpoint_layers
   return [&model, checkpoint_layers](const Batch& batch, int64_t) -> StepLoss {
     ForwardOptions f;
     f.checkpoint_layers = checkpoint_layers;
-    const at::Tensor logits = training_forward(model, batch.inputs, &batch.layout, f).logits;
-    return {at::cross_entropy_loss(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), batch.labels.reshape({-1}).to(logits.device())), {}};
+    return {scored_cross_entropy(training_forward(model, batch.inputs, &batch.layout, f).logits, batch), {}};
   };
+}
+
+at::Tensor scored_cross_entropy(const at::Tensor& logits, const Batch& batch) {
+  const at::Tensor flat = logits.reshape({-1, logits.size(-1)}).to(at::kFloat);
+  const at::Tensor labels = batch.labels.reshape({-1}).to(logits.device());
+  if (!batch.weights.defined()) return at::cross_entropy_loss(flat, labels);
+  const at::Tensor terms = at::cross_entropy_loss(flat, labels, {}, at::Reduction::None);
+  const at::Tensor scored = (labels != kNotScored).sum().clamp_min(1);
+  return (terms * batch.weights.reshape({-1}).to(terms.device())).sum() / scored;
 }
 
 }  // namespace llmpress

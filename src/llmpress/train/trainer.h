@@ -81,4 +81,8 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
 // Plain language-model / SFT loss: token-mean cross-entropy of the student on the batch's labels.
 LossFunction cross_entropy_loss(const Transformer& model, bool checkpoint_layers);
 
+// Token-mean cross-entropy of logits [B, T, V] against the batch's labels; with record weights, each
+// scored token's term is multiplied by its weight and the sum still divided by the scored-token count.
+at::Tensor scored_cross_entropy(const at::Tensor& logits, const Batch& batch);
+
 }  // namespace llmpress
