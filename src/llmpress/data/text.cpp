@@ -1,5 +1,7 @@
 #include "llmpress/data/text.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -32,6 +34,22 @@ std::string read_text_file(const std::string& path) {
                                std::to_string(static_cast<const char*>(nul) - text.data()) +
                                "); give plain UTF-8 text or .jsonl");
   return text;
+}
+
+void for_each_json_line(const std::string& path, const std::function<void(const nlohmann::json&, const std::string&)>& each) {
+  std::istringstream lines(read_text_file(path));
+  std::string line;
+  for (int64_t number = 1; std::getline(lines, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = path + ":" + std::to_string(number);
+    nlohmann::json value;
+    try {
+      value = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where + ": not a JSON object (" + std::string(e.what()) + ")");
+    }
+    each(value, where);
+  }
 }
 
 }  // namespace llmpress

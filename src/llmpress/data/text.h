@@ -1,4 +1,7 @@
 #pragma once
+#include <nlohmann/json_fwd.hpp>
+
+#include <functional>
 #include <string>
 
 namespace llmpress {
@@ -11,5 +14,9 @@ std::string read_text_file(const std::string& path);
 // Throws "PATH: cannot read ..." unless `path` is a readable regular file: the check before a long job,
 // without reading a large file twice.
 void check_readable_file(const std::string& path);
+
+// Calls `each(value, "PATH:LINE")` for every non-blank line of a JSON-lines file, in order; throws
+// naming the file and line when a line is not JSON.
+void for_each_json_line(const std::string& path, const std::function<void(const nlohmann::json&, const std::string&)>& each);
 
 }  // namespace llmpress

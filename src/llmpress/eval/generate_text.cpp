@@ -17,7 +17,7 @@ GeneratedTexts generate_texts(const Transformer& model, const Tokenizer& tokeniz
   GeneratedTexts out;
   out.texts.resize(prompts.size());
   if (prompts.empty()) return out;
-  const int64_t context = model.config.max_position_embeddings > 0 ? model.config.max_position_embeddings : 2048;
+  const int64_t context = model.config.context_length();
   const int64_t keep = std::max<int64_t>(1, context - options.sampling.max_new_tokens);
   std::vector<std::vector<int32_t>> ids(prompts.size());
   for (size_t i = 0; i < prompts.size(); ++i) {

@@ -112,7 +112,7 @@ std::vector<std::pair<double, bool>> loglikelihoods(
     const Transformer& model, const std::vector<std::pair<std::vector<int32_t>, std::vector<int32_t>>>& requests,
     int64_t batch_size) {
   at::NoGradGuard no_grad;
-  const int64_t limit = model.config.max_position_embeddings > 0 ? model.config.max_position_embeddings : 2048;
+  const int64_t limit = model.config.context_length();
   std::vector<std::pair<double, bool>> results(requests.size(), {0.0, true});
   // Each sequence is context + continuation without its last token (the harness's inp), cut to the
   // last `limit` tokens; the continuation's tokens are predicted by the last positions.

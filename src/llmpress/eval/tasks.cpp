@@ -83,20 +83,10 @@ Demo TaskItem::as_demo() const {
 }
 
 std::vector<TaskItem> read_task_file(const std::string& path) {
-  std::istringstream lines(read_text_file(path));
   std::vector<TaskItem> items;
-  std::string line;
-  for (int64_t number = 1; std::getline(lines, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(number);
-    nlohmann::json record;
-    try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where + ": not a JSON object (" + std::string(e.what()) + ")");
-    }
+  for_each_json_line(path, [&](const nlohmann::json& record, const std::string& where) {
     items.push_back(parse_item(record, where));
-  }
+  });
   if (items.empty()) throw Error(path + ": no task items (one JSON object per line, see docs/tasks.md)");
   return items;
 }

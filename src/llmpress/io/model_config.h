@@ -37,6 +37,8 @@ struct ModelConfig {
   void validate(const std::string& source) const;
   // Parameter count of the dense model (embeddings and head counted once when tied).
   int64_t parameter_count() const;
+  // The context generation and task evaluation may fill: max_position_embeddings, 2048 when unset.
+  int64_t context_length() const { return max_position_embeddings > 0 ? max_position_embeddings : 2048; }
 };
 
 }  // namespace llmpress

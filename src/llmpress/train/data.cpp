@@ -29,18 +29,8 @@ struct Record {
 };
 
 std::vector<Record> read_records(const std::string& path, const Tokenizer& tokenizer) {
-  std::istringstream lines(read_text_file(path));
   std::vector<Record> records;
-  std::string line;
-  for (int64_t number = 1; std::getline(lines, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(number);
-    nlohmann::json record;
-    try {
-      record = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where + ": not a JSON object (" + std::string(e.what()) + ")");
-    }
+  for_each_json_line(path, [&](const nlohmann::json& record, const std::string& where) {
     const auto text_field = [&](const char* key) -> const nlohmann::json* {
       if (!record.is_object() || !record.contains(key)) return nullptr;
       if (!record[key].is_string()) throw Error(where + ": \"" + key + "\" must be a string");
@@ -71,7 +61,7 @@ std::vector<Record> read_records(const std::string& path, const Tokenizer& token
     r.tokens.push_back(tokenizer.eos_id());
     r.scored.push_back(true);
     records.push_back(std::move(r));
-  }
+  });
   if (records.empty()) throw Error(path + ": no records");
   return records;
 }
