@@ -15,6 +15,7 @@ packages=(
   sentencepiece                 # spm_encode: the tests' independent reference tokenizer
   python3-torch                 # the distillation loss tests' PyTorch reference (after libtorch: +27 MB, 1-2 min)
   libgtest-dev
+  clang libclang-rt-14-dev      # the fuzz harnesses (fuzz/): libFuzzer, AddressSanitizer, UBSan runtimes
 )
 
 missing=()

@@ -178,6 +178,9 @@ TEST(HfConfig, AbsurdValuesAreErrors) {
   expect_error(with("hidden_size", int64_t(1) << 40), "implausibly large");
   expect_error(with("hidden_size", "4096"), "must be an integer");
   expect_error(with("hidden_size", 4096.5), "must be an integer");
+  // Found by fuzz_hf_config: a float beyond int64's range was cast before its range was checked (UB).
+  expect_error(with("hidden_size", 2.5444444444444444e45), "must be an integer");
+  expect_error(with("hidden_size", -1e300), "must be an integer");
   expect_error(with("rms_norm_eps", -1.0), "rms_norm_eps");
   expect_error(with("rope_theta", 0.0), "rope_theta");
   expect_error(with("model_type", "gemma"), "not supported");

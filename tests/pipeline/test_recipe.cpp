@@ -87,6 +87,19 @@ TEST(Recipe, SavedYamlReadsBackToTheSameRecipe) {
   EXPECT_TRUE(back.stages[0].options["pattern"].is_string());
 }
 
+// Found by fuzz_recipe: a path with a byte that is not UTF-8 (legal in Linux file names) made writing the
+// recipe's provenance into the output throw at the very end of a job. Such bytes become U+FFFD.
+TEST(Recipe, PathsThatAreNotUtf8StillSerialize) {
+  std::string yaml = kGood;
+  const size_t at = yaml.find("model: ");
+  ASSERT_NE(at, std::string::npos);
+  yaml.insert(at + 7, "t\x9cny/");
+  const Recipe r = parse_recipe(yaml, "r.yaml");
+  std::string json;
+  ASSERT_NO_THROW(json = recipe_to_json(r).dump());
+  EXPECT_NE(json.find("t\xef\xbf\xbdny/"), std::string::npos) << json;
+}
+
 TEST(Recipe, UnknownKeysNameTheirLine) {
   EXPECT_EQ(error_of([] { parse_recipe("model: m\nstagez: []\n", "r.yaml"); }).rfind("r.yaml:2: unknown key 'stagez'", 0), 0u);
   const std::string e = error_of([] { parse_recipe("model: m\noutput:\n  path: x\n  formt: gguf\n", "r.yaml"); });

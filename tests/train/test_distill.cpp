@@ -3,6 +3,8 @@
 // and scored only where generated, and vocabularies are checked.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <fstream>
 #include <iterator>
 
@@ -95,6 +97,20 @@ TEST(Distill, CacheFilesAreCheckedBeforeUse) {
   }
   std::ofstream(dir.file("x"), std::ios::binary) << "not a cache at all";
   EXPECT_THROW(TeacherCache::open(dir.file("x"), data), Error);
+
+  // A header whose k makes the row size wrap around 64 bits (2^61 ids of 8 bytes) must not pass the
+  // size check and have lookup() read past the file.
+  uint64_t length = 0;
+  std::memcpy(&length, bytes.data() + 8, 8);
+  nlohmann::json header = nlohmann::json::parse(bytes.substr(16, length));
+  header["vocab"] = int64_t(1) << 62;
+  header["k"] = int64_t(1) << 61;
+  const std::string text = header.dump();
+  const uint64_t new_length = text.size();
+  std::string wrapped = bytes.substr(0, 8) + std::string(reinterpret_cast<const char*>(&new_length), 8) + text +
+                        bytes.substr(16 + length);
+  std::ofstream(dir.file("w"), std::ios::binary) << wrapped;
+  EXPECT_THROW(TeacherCache::open(dir.file("w"), data), Error);
 }
 
 TEST(Distill, ContinuationsAreSeededAndScoredWhereGenerated) {

@@ -21,6 +21,14 @@ namespace fs = std::filesystem;
 
 std::string engine_layer_file(const std::string& dir, int64_t i) { return dir + "/layer-" + std::to_string(i) + ".bin"; }
 
+void remove_saved_activations(const std::string& work_dir) {
+  std::error_code ec;
+  std::vector<fs::path> saved;
+  for (const auto& entry : fs::directory_iterator(work_dir, ec))
+    if (entry.path().filename().string().rfind("inputs-", 0) == 0) saved.push_back(entry.path());
+  for (const fs::path& path : saved) fs::remove(path, ec);
+}
+
 namespace {
 
 std::string inputs_file(const std::string& dir, int64_t i) { return dir + "/inputs-" + std::to_string(i) + ".bin"; }
@@ -149,7 +157,7 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
             if (!saved.count("uncompressed")) throw file_error(inputs, "has no uncompressed-model inputs");
             uncompressed = saved.at("uncompressed");
           }
-        } else if (first_layer < num_layers) {
+        } else {  // also after the last layer: its outputs are the stage's final hidden states
           throw file_error(state_path, "has no saved inputs for layer " + std::to_string(first_layer));
         }
       } catch (const Error& e) {

@@ -73,5 +73,8 @@ inline EngineResult compress_sequential(const Checkpoint& checkpoint, const Tran
 
 // Where compress_sequential leaves layer `index` in a work folder (a layer file, model/layer_file.h).
 std::string engine_layer_file(const std::string& work_dir, int64_t index);
+// Removes the calibration activations compress_sequential saved in a work folder (the bulk of it),
+// once the job's output is written: a later --resume of the stage recomputes them.
+void remove_saved_activations(const std::string& work_dir);
 
 }  // namespace llmpress

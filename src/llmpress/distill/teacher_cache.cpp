@@ -79,7 +79,7 @@ TeacherCache TeacherCache::open(const std::string& path, const TrainingData& dat
     cache.temperature_ = header.at("temperature").get<double>();
     const int64_t entries = header.at("entries").get<int64_t>();
     if (header.at("version").get<int>() != 1 || cache.vocab_ < 1 || cache.k_ < 1 || cache.k_ > cache.vocab_ ||
-        cache.seqlen_ < 1 || entries < 0 || entries > int64_t(f.size() / 8))
+        cache.vocab_ > INT32_MAX || cache.seqlen_ < 1 || entries < 0 || entries > int64_t(f.size() / 8))
       throw Error("bad sizes");
     cache.rows_.resize(size_t(entries));
   } catch (const std::exception& e) {
@@ -94,6 +94,9 @@ TeacherCache TeacherCache::open(const std::string& path, const TrainingData& dat
     if (cache.rows_[i] < 0 || cache.rows_[i] >= data.rows() || (i > 0 && cache.rows_[i] <= cache.rows_[i - 1]))
       throw Error(path + ": the row table is corrupt");
   cache.entries_offset_ = 16 + length + rows_bytes;
+  // Divided, not multiplied: a hostile k times the entries could wrap around 64 bits.
+  if (!cache.rows_.empty() && entry_bytes(cache.seqlen_, cache.k_) > f.size() / cache.rows_.size())
+    throw Error(path + ": truncated (the cached rows need more bytes than the file has)");
   f.require(cache.entries_offset_, cache.rows_.size() * entry_bytes(cache.seqlen_, cache.k_), "the cached rows");
   return cache;
 }

@@ -26,7 +26,7 @@ int64_t get_int(const json& object, const char* key, int64_t fallback, const std
   // Some configs write integers as 4096.0.
   if (value->is_number_float()) {
     const double d = value->get<double>();
-    if (d == double(int64_t(d)) && d > -9.2e18 && d < 9.2e18) return int64_t(d);
+    if (d > -9.2e18 && d < 9.2e18 && d == double(int64_t(d))) return int64_t(d);  // range first: casting 1e45 is UB
   }
   throw file_error(source, std::string(key) + " must be an integer, got " + json_excerpt(*value));
 }

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "llmpress/calib/engine.h"
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
 #include "llmpress/data/calibration.h"
@@ -303,6 +304,9 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
   sink.recipe_yaml = recipe_to_yaml(provenance);
   sink.recipe_json = recipe_to_json(provenance);
   report.output = write_model(sink);
+  if (!options.work_dir.empty())
+    for (size_t k = 0; k < recipe.stages.size(); ++k)
+      remove_saved_activations(stage_folder(work, k, find_method(recipe.stages[k].method).name));
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }

@@ -179,7 +179,9 @@ nlohmann::json recipe_to_json(const Recipe& r) {
   if (!r.output.type.empty()) out["type"] = r.output.type;
   if (!r.output.tensor_types.empty()) out["tensor_type"] = r.output.tensor_types;
   j["output"] = out;
-  return j;
+  // Paths and values may hold bytes that are not UTF-8 (Linux file names are bytes): they become U+FFFD
+  // here, so writing this provenance into an output never fails at the end of a job.
+  return nlohmann::json::parse(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 namespace {
