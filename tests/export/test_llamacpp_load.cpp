@@ -1,12 +1,15 @@
 // Runs llama.cpp on GGUF files we write: llama-perplexity from LLMPRESS_LLAMACPP_BIN (a llama.cpp build;
 // never part of this repository) when that is set, otherwise node-llama-cpp's prebuilt llama.cpp that
 // scripts/setup.sh installs (tests/llamacpp_node.h). Skips when neither is there.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
 #include "export_test_util.h"
 #include "llamacpp_node.h"
+#include "cli/cli_test_util.h"
 #include "llmpress/export/gguf_writer.h"
+#include "llmpress/model/transformer.h"
 #include "llmpress/tokenizer/tokenizer.h"
 #include "test_util.h"
 
@@ -105,6 +108,67 @@ TEST(LlamaCppLoad, Stories260KGgufFilesRun) {
   const double ppl = llamacpp_perplexity(path, test::shared_path("data/tinystories-eval.txt"), 8, 128);
   std::printf("  Q4_K_M mix: llama.cpp PPL %.4f\n", ppl);
   EXPECT_LT(ppl, reference * 1.3);
+}
+
+// How far llama.cpp's greedy choice may sit below our best logit. llama.cpp rounds activations to 8 bits
+// (Q8_0 / Q8_K) in its quantized dot products, so where two tokens are nearly tied it may pick the other
+// one; anything beyond this margin would be a real difference between its model and ours.
+constexpr double kTieMargin = 0.05;
+
+// llama.cpp's greedy continuation of `prompt` on `gguf` is ours: at every step (fed llama.cpp's tokens,
+// so one near-tie does not end the comparison) its token is our argmax, or within kTieMargin of it.
+// Prints how many of the n steps agreed exactly and the largest gap.
+void expect_same_greedy(const std::string& label, const std::string& gguf, const std::string& prompt, int n) {
+  const auto theirs = test::llamacpp_greedy(gguf, prompt, n);
+  if (!theirs) return;
+  EXPECT_EQ(int(theirs->tokens.size()), n) << gguf;
+  const Transformer model = Transformer::load(open_checkpoint(gguf));
+  std::vector<int64_t> context(theirs->prompt_tokens.begin(), theirs->prompt_tokens.end());
+  int agreed = 0;
+  double largest_gap = 0;
+  for (size_t i = 0; i < theirs->tokens.size(); ++i) {
+    const at::Tensor logits = model.forward(at::tensor(context, at::kLong).unsqueeze(0))[0][-1].to(at::kDouble);
+    const int64_t ours = logits.argmax().item<int64_t>();
+    const int64_t token = theirs->tokens[i];
+    const double gap = logits[ours].item<double>() - logits[token].item<double>();
+    if (ours == token) ++agreed;
+    largest_gap = std::max(largest_gap, gap);
+    EXPECT_LE(gap, kTieMargin) << gguf << ": step " << i << ": llama.cpp chose " << token << ", we " << ours;
+    context.push_back(token);
+  }
+  std::printf("  %s: %d of %d greedy tokens identical (largest gap to our best logit %.3f)\n", label.c_str(), agreed, n,
+              largest_gap);
+}
+
+// Every type and mix we write, and a model whose heads and MLP channels were pruned away (other shapes
+// than the config llama.cpp would expect of a standard model), generate under llama.cpp what they
+// generate under llmpress.
+TEST(LlamaCppLoad, GreedyContinuationsAreOursOnEveryTypeAndShape) {
+  LLMPRESS_REQUIRE_LLAMACPP_NODE();
+  LLMPRESS_REQUIRE_SHARED("models/gutenberg-dev-llama-5m/model.safetensors");
+  LLMPRESS_REQUIRE_SHARED("data/gutenberg-dev-calib.txt");
+  const std::string calib = " --calib " + test::shared_path("data/gutenberg-dev-calib.txt") + " --nsamples 8 --seqlen 128";
+  const std::string model_dir = test::shared_path("models/gutenberg-dev-llama-5m");
+  const Checkpoint checkpoint = open_checkpoint(model_dir);
+  const Vocab vocab = load_tokenizer(checkpoint)->to_vocab();
+  const std::vector<NamedTensor> tensors = test::load_all(checkpoint);
+  test::TempDir dir;
+  const std::string prompt = "It was a dark and stormy night; the rain fell in torrents";
+  for (const char* mix : {"F16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K"}) {
+    const std::string path = output_dir(dir) + "/greedy-" + mix + ".gguf";
+    write_gguf_model_mix(path, checkpoint.config, tensors, vocab, mix);
+    expect_same_greedy(mix, path, prompt, 24);
+  }
+  const std::string shrunk = output_dir(dir) + "/greedy-shrunk.gguf";
+  const auto pruned = test::run_llmpress("prune -m " + model_dir + " -o " + shrunk +
+                                   " --method channels --ratio 0.25 --type Q8_0 --no-progress" + calib);
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.err;
+  expect_same_greedy("MLP channels pruned, Q8_0", shrunk, prompt, 24);
+  const std::string headless = output_dir(dir) + "/greedy-heads.gguf";
+  const auto heads = test::run_llmpress("prune -m " + model_dir + " -o " + headless +
+                                  " --method heads --ratio 0.5 --type F16 --no-progress" + calib);
+  ASSERT_EQ(heads.exit_code, 0) << heads.err;
+  expect_same_greedy("attention heads pruned, F16", headless, prompt, 24);
 }
 
 }  // namespace
