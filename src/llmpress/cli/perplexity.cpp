@@ -8,6 +8,7 @@
 #include "llmpress/core/log.h"
 #include "llmpress/data/text.h"
 #include "llmpress/eval/perplexity.h"
+#include "llmpress/model/layer_source.h"
 #include "llmpress/model/transformer.h"
 #include "llmpress/train/lora.h"
 
@@ -23,17 +24,11 @@ struct PerplexityCommand {
   PerplexityOptions options;
   bool json = false;
   bool no_progress = false;
+  bool stream = false;
 };
 
-void run(const PerplexityCommand& command) {
-  const Checkpoint checkpoint = open_model(command.model);
-  check_perplexity_options(checkpoint.config, command.options);
-  if (command.options.context > checkpoint.config.max_position_embeddings)
-    std::fprintf(stderr, "warning: -c %lld is longer than the model's training context (%lld)\n",
-                 (long long)command.options.context, (long long)checkpoint.config.max_position_embeddings);
-  const auto tokenizer = load_tokenizer(checkpoint);
-  const std::string text = read_text_file(command.text_file);
-  const std::vector<int32_t> tokens = tokenizer->encode(text);
+PerplexityResult loaded_perplexity(const PerplexityCommand& command, const Checkpoint& checkpoint,
+                                   const std::vector<int32_t>& tokens, const PerplexityOptions& options) {
   Transformer model = Transformer::load(checkpoint, parse_device(command.model.device));
   model.set_activation_quant(command.activation_quant);
   if (command.activation_quant.enabled())
@@ -47,13 +42,10 @@ void run(const PerplexityCommand& command) {
                  (long long)applied, (long long)adapter.rank(), adapter.alpha / double(adapter.rank()));
   }
 
-  PerplexityOptions options = command.options;
-  options.bos_id = tokenizer->bos_id();
-  options.progress = !command.no_progress;
-  std::fprintf(stderr, "%s: %zu tokens, windows of %lld, %s convention\n", command.text_file.c_str(), tokens.size(),
-               (long long)options.context, options.llamacpp ? "llama.cpp" : "GPTQ");
-  const PerplexityResult result = perplexity(model, tokens, options);
+  return perplexity(model, tokens, options);
+}
 
+void print_result(const PerplexityCommand& command, const PerplexityOptions& options, const PerplexityResult& result) {
   if (command.json) {
     nlohmann::json out = {{"model", command.model.model},
                           {"text", command.text_file},
@@ -77,6 +69,35 @@ void run(const PerplexityCommand& command) {
   }
 }
 
+void run(const PerplexityCommand& command) {
+  const Checkpoint checkpoint = open_model(command.model);
+  check_perplexity_options(checkpoint.config, command.options);
+  if (command.options.context > checkpoint.config.max_position_embeddings)
+    std::fprintf(stderr, "warning: -c %lld is longer than the model's training context (%lld)\n",
+                 (long long)command.options.context, (long long)checkpoint.config.max_position_embeddings);
+  const auto tokenizer = load_tokenizer(checkpoint);
+  const std::string text = read_text_file(command.text_file);
+  const std::vector<int32_t> tokens = tokenizer->encode(text);
+  PerplexityOptions options = command.options;
+  options.bos_id = tokenizer->bos_id();
+  options.progress = !command.no_progress;
+  const bool changes_model = !command.lora.empty() || command.activation_quant.enabled();
+  if (command.stream && changes_model) throw Error("--stream runs the model as stored: it cannot apply --lora, --act-bits or --kv-bits");
+  bool stream = command.stream;
+  const uint64_t needed = resident_model_bytes(checkpoint), available = available_memory_bytes();
+  if (!stream && !changes_model && available > 0 && double(needed) > 0.9 * double(available)) {
+    std::fprintf(stderr, "the model needs %.2f GiB loaded and %.2f GiB are available: running it one layer at a time "
+                 "(--stream)\n", double(needed) / (1 << 30), double(available) / (1 << 30));
+    stream = true;
+  }
+  std::fprintf(stderr, "%s: %zu tokens, windows of %lld, %s convention\n", command.text_file.c_str(), tokens.size(),
+               (long long)options.context, options.llamacpp ? "llama.cpp" : "GPTQ");
+  const PerplexityResult result = stream ? perplexity_streamed(CheckpointSource(checkpoint), tokens, options,
+                                                               parse_device(command.model.device))
+                                         : loaded_perplexity(command, checkpoint, tokens, options);
+  print_result(command, options, result);
+}
+
 }  // namespace
 
 void register_perplexity(CLI::App& app) {
@@ -97,6 +118,9 @@ void register_perplexity(CLI::App& app) {
                 "instead of the GPTQ paper's (every token of non-overlapping windows)");
   sub->add_option("-b,--batch-size", command->options.batch_tokens, "tokens per forward pass (whole windows)")
       ->capture_default_str();
+  sub->add_flag("--stream", command->stream,
+                "run the model one decoder layer at a time over all windows (for models larger than memory; "
+                "automatic when the model does not fit); holds every window's hidden states instead");
   sub->add_flag("--json", command->json, "print the result as JSON");
   sub->add_flag("--no-progress", command->no_progress, "no progress line on stderr");
   sub->callback([command] { run(*command); });

@@ -1,9 +1,13 @@
 #pragma once
+#include <ATen/ATen.h>
+
 #include <cstdint>
 #include <vector>
 
 namespace llmpress {
 
+class Checkpoint;
+class LayerSource;
 class Transformer;
 struct ModelConfig;
 
@@ -36,5 +40,16 @@ void check_perplexity_options(const ModelConfig& config, const PerplexityOptions
 // `tokens` is the tokenized text without BOS; the convention decides where BOS goes.
 PerplexityResult perplexity(const Transformer& model, const std::vector<int32_t>& tokens,
                             const PerplexityOptions& options);
+
+// The same number for a model that does not fit in memory: every window through decoder layer 0, then
+// through layer 1, ..., one layer resident at a time (as the calibration engine runs). Holds the hidden
+// states of all windows scored (windows x context x hidden floats) instead of the model.
+PerplexityResult perplexity_streamed(const LayerSource& source, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& options, const at::Device& device = at::kCPU);
+
+// Bytes the model takes once loaded (16-bit floats widen to float32; block and GPTQ codes stay as stored).
+uint64_t resident_model_bytes(const Checkpoint& checkpoint);
+// MemAvailable of /proc/meminfo in bytes (0 where unknown).
+uint64_t available_memory_bytes();
 
 }  // namespace llmpress
