@@ -1,9 +1,7 @@
 #pragma once
-// A small fixed vocabulary and model shape for the harnesses whose readers need one (training records
-// are tokenized, LoRA adapters are checked against a base config).
+// A small fixed vocabulary for the harnesses whose readers need a tokenizer (training records).
 #include <cstdio>
 
-#include "llmpress/io/model_config.h"
 #include "llmpress/tokenizer/tokenizer.h"
 
 namespace fuzz {
@@ -28,20 +26,6 @@ inline const llmpress::Tokenizer& synthetic_tokenizer() {
     return llmpress::tokenizer_from_vocab(v, "synthetic vocabulary");
   }();
   return *tokenizer;
-}
-
-// stories260K's shape: 64 wide, 5 layers, 8 heads (4 KV heads), vocabulary 512.
-inline llmpress::ModelConfig synthetic_config() {
-  llmpress::ModelConfig c;
-  c.vocab_size = 512;
-  c.hidden_size = 64;
-  c.intermediate_size = 172;
-  c.num_layers = 5;
-  c.num_heads = 8;
-  c.num_kv_heads = 4;
-  c.head_dim = 8;
-  c.max_position_embeddings = 512;
-  return c;
 }
 
 }  // namespace fuzz

@@ -28,14 +28,16 @@ command -v clang++ >/dev/null || { echo "fuzz: clang++ not installed (scripts/se
 cmake -S "$root/fuzz" -B "$out" -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build "$out" -j"$(nproc)" >/dev/null
 
+all_harnesses="gguf llama2c hf_model safetensors sentencepiece tokenizer_json llama2c_tokenizer hf_config recipe
+               task_file train_records tensor_file"
+
 # Seed corpora: the shared files themselves, and small files llmpress derives from them.
 seeds="$out/seeds"
 if [ ! -f "$seeds/.done" ]; then
   rm -rf "$seeds" && mkdir -p "$seeds"
   tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
   s260="$shared/models/stories260K" g5m="$shared/models/gutenberg-dev-llama-5m"
-  for h in gguf llama2c hf_model safetensors sentencepiece tokenizer_json llama2c_tokenizer hf_config \
-           recipe task_file train_records tensor_file; do mkdir -p "$seeds/$h"; done
+  for h in $all_harnesses; do mkdir -p "$seeds/$h"; done
   q() { "$llmpress" "$@" >/dev/null 2>&1 || { echo "fuzz: seed step failed: llmpress $*" >&2; exit 1; }; }
   # Small inputs fuzz fast: stories260K cut to its first layer (a third of its bytes are the embeddings).
   q prune -m "$s260/stories260K-F32.gguf" -o "$tmp/one.gguf" --method layers --count 4 --calib "$shared/data/tinystories-calib.txt" --nsamples 4 --seqlen 64
@@ -56,6 +58,27 @@ if [ ! -f "$seeds/.done" ]; then
     cp "$tmp/$d/config.json" "$seeds/hf_config/$d.json"
     [ -f "$tmp/$d/tokenizer.json" ] && cp "$tmp/$d/tokenizer.json" "$seeds/tokenizer_json/$d.json"
   done
+  # No tokenizer.json in ../shared: a small byte-level BPE one (GPT-2's byte alphabet, five merges, added tokens).
+  python3 - "$seeds/tokenizer_json/bpe.json" <<'PY'
+import json, sys
+bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+alphabet = dict(zip(bs, map(chr, cs)))
+vocab = {alphabet[b]: b for b in range(256)}
+for i, piece in enumerate(["\u0120t", "he", "\u0120the", "ll", "llo", "<|endoftext|>"]):
+    vocab[piece] = 256 + i
+added = [{"id": 261, "content": "<|endoftext|>", "special": True, "single_word": False, "lstrip": False,
+          "rstrip": False, "normalized": False}]
+tokenizer = {"version": "1.0", "added_tokens": added, "normalizer": None,
+             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+             "decoder": {"type": "ByteLevel"},
+             "model": {"type": "BPE", "dropout": None, "unk_token": None, "byte_fallback": False, "vocab": vocab,
+                       "merges": ["\u0120 t", "h e", "\u0120t he", "l l", "ll o"]}}
+json.dump(tokenizer, open(sys.argv[1], "w"), ensure_ascii=False)
+PY
   cp "$g5m/config.json" "$seeds/hf_config/gutenberg.json"
   cp "$s260/tok512.model" "$seeds/sentencepiece/"; cp "$g5m/tokenizer.model" "$seeds/sentencepiece/gutenberg.model"
   cp "$s260/tok512.bin" "$seeds/llama2c_tokenizer/"
@@ -70,7 +93,7 @@ if [ ! -f "$seeds/.done" ]; then
 fi
 
 status=0
-harnesses="${FUZZ_ONLY:-gguf llama2c hf_model safetensors sentencepiece tokenizer_json llama2c_tokenizer hf_config recipe task_file train_records tensor_file}"
+harnesses="${FUZZ_ONLY:-$all_harnesses}"
 printf '%-20s %10s %9s %7s %s\n' harness executions exec/s corpus findings
 for h in $harnesses; do
   corpus="$out/corpus/$h" findings="$out/findings/$h"
