@@ -169,5 +169,32 @@ TEST(CliPipeline, KilledInStageTwoResumesThereWithTheSameOutput) {
   EXPECT_EQ(test::slurp(dir.file("out/model.safetensors")), test::slurp(dir.file("whole/model.safetensors")));
 }
 
+// quantize, prune and lowrank are one-stage recipes of the same pipeline; each, killed after two of its
+// five layers, resumes to the bytes of an uninterrupted run and never leaves a partial output.
+TEST(CliPipeline, EveryCompressionCommandResumesAfterAKill) {
+  LLMPRESS_REQUIRE_SHARED(kStories);
+  LLMPRESS_REQUIRE_SHARED("data/tinystories-calib.txt");
+  test::TempDir dir;
+  const std::string calib = " --calib " + test::shared_path("data/tinystories-calib.txt") + " --nsamples 8 --seqlen 64";
+  for (const std::string command : {"quantize --method gptq --bits 4 --group 32", "prune --method sparsegpt --sparsity 0.5",
+                                    "lowrank --method svd-llm --ratio 0.6"}) {
+    const std::string base = command.substr(0, command.find(' ')) + " -m " + test::shared_path(kStories) + calib +
+                             " --no-progress " + command.substr(command.find(' ') + 1);
+    const auto whole = run_llmpress(base + " -o " + dir.file("whole"));
+    ASSERT_EQ(whole.exit_code, 0) << command << ": " << whole.err;
+    const std::string work = " --work-dir " + dir.file("work") + " -o " + dir.file("out");
+    ::setenv("LLMPRESS_TEST_KILL_AFTER_LAYERS", "2", 1);
+    const auto killed = run_llmpress(base + work);
+    ::unsetenv("LLMPRESS_TEST_KILL_AFTER_LAYERS");
+    ASSERT_EQ(killed.exit_code, 137) << command << ": " << killed.err;
+    EXPECT_FALSE(fs::exists(dir.file("out"))) << command;
+    const auto resumed = run_llmpress(base + work + " --resume");
+    ASSERT_EQ(resumed.exit_code, 0) << command << ": " << resumed.err;
+    EXPECT_NE(resumed.err.find("resuming after 2 finished layers"), std::string::npos) << command << ": " << resumed.err;
+    EXPECT_EQ(test::slurp(dir.file("out/model.safetensors")), test::slurp(dir.file("whole/model.safetensors"))) << command;
+    for (const char* d : {"whole", "out", "work"}) fs::remove_all(dir.file(d));
+  }
+}
+
 }  // namespace
 }  // namespace llmpress
