@@ -29,7 +29,7 @@ cmake -S "$root/fuzz" -B "$out" -G Ninja -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build "$out" -j"$(nproc)" >/dev/null
 
 all_harnesses="gguf llama2c hf_model safetensors sentencepiece tokenizer_json llama2c_tokenizer hf_config recipe
-               task_file train_records tensor_file"
+               task_file train_records tensor_file teacher_cache"
 
 # Seed corpora: the shared files themselves, and small files llmpress derives from them.
 seeds="$out/seeds"
@@ -86,6 +86,7 @@ PY
   printf '%s\n' '{"task": "mc", "prompt": "Q: sky?", "choices": [" blue", " green"], "label": 0, "rationale": "r", "demos": [{"prompt": "Q: grass?", "answer": "green"}]}' > "$seeds/task_file/mc.jsonl"
   q gen-data --mode gold --shots 2 --tasks "$seeds/task_file/skills.jsonl" -o "$seeds/train_records/gold.jsonl"
   head -c 2000 "$shared/data/tinystories-calib.txt" > "$seeds/train_records/text.txt"
+  FUZZ_WRITE_SEED="$seeds/teacher_cache/cache" "$out/fuzz_teacher_cache" -runs=0 >/dev/null 2>&1
   q quantize -m "$s260/stories260K-F32.gguf" -o "$tmp/q8.gguf" --type Q8_0 --work-dir "$tmp/work" --save-recipe "$seeds/recipe/quantize.yaml"
   find "$tmp/work" -type f -size -2M ! -name '*.json' -exec cp {} "$seeds/tensor_file/" \; 2>/dev/null || true
   q prune -m "$s260/stories260K-F32.gguf" -o "$tmp/p.gguf" --method wanda --sparsity 0.5 --save-recipe "$seeds/recipe/prune.yaml" --calib "$shared/data/tinystories-calib.txt" --nsamples 4 --seqlen 64
@@ -102,7 +103,8 @@ for h in $harnesses; do
   # -rss_limit_mb / -malloc_limit_mb: an input that makes a reader allocate 2 GB is a finding (the
   # reader should have checked the size against the file first).
   "$out/fuzz_$h" "${limit[@]}" -timeout=20 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
-    -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" "$seeds/$h" >"$log" 2>&1 || status=1
+    -artifact_prefix="$findings/" -print_final_stats=1 "$corpus" "$seeds/$h" \
+    $( [ -d "$root/fuzz/regressions/$h" ] && echo "$root/fuzz/regressions/$h" ) >"$log" 2>&1 || status=1
   runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)"
   speed="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)"
   n_findings="$(find "$findings" -type f | wc -l)"

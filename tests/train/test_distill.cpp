@@ -111,6 +111,17 @@ TEST(Distill, CacheFilesAreCheckedBeforeUse) {
                         bytes.substr(16 + length);
   std::ofstream(dir.file("w"), std::ios::binary) << wrapped;
   EXPECT_THROW(TeacherCache::open(dir.file("w"), data), Error);
+
+  // Found by fuzz_teacher_cache: a cache of no entries (fuzz/regressions/teacher_cache/no-entries) opens
+  // and refuses every row clearly.
+  nlohmann::json empty = nlohmann::json::parse(bytes.substr(16, length));
+  empty["entries"] = 0;
+  const std::string empty_text = empty.dump();
+  const uint64_t empty_length = empty_text.size();
+  std::ofstream(dir.file("e"), std::ios::binary)
+      << bytes.substr(0, 8) + std::string(reinterpret_cast<const char*>(&empty_length), 8) + empty_text;
+  const TeacherCache none = TeacherCache::open(dir.file("e"), data);
+  EXPECT_THROW(none.lookup({0}), Error);
 }
 
 TEST(Distill, ContinuationsAreSeededAndScoredWhereGenerated) {

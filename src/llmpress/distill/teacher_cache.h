@@ -25,6 +25,12 @@ namespace llmpress {
 
 class MappedFile;
 
+// The layout's constants, shared by the writer (build, teacher_cache_writer.cpp) and the reader (open).
+namespace teacher_cache_layout {
+inline constexpr char kMagic[8] = {'L', 'P', 'T', 'C', 'A', 'C', 'H', 'E'};
+inline uint64_t entry_bytes(int64_t seqlen, int64_t k) { return uint64_t(seqlen) * (uint64_t(k) * 8 + 4); }
+}  // namespace teacher_cache_layout
+
 class TeacherCache {
  public:
   // Runs `teacher` over `rows` of `data` (each row once, batches of batch_size) and writes the cache
