@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <unistd.h>
 
@@ -13,16 +14,19 @@
 
 namespace fuzz {
 
-// The process's scratch folder (under TMPDIR, or /dev/shm when it exists: no disk traffic).
+// The process's scratch folder (under TMPDIR, or /dev/shm when it exists: no disk traffic), removed at exit.
 inline const std::string& scratch_dir() {
-  static const std::string dir = [] {
+  static const std::string* dir = [] {
     const char* base = std::getenv("TMPDIR");
     std::string root = base && *base ? base : (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
     std::string pattern = root + "/llmpress-fuzz-XXXXXX";
     if (!mkdtemp(pattern.data())) std::abort();
-    return pattern;
+    // Never destroyed: the exit handler (libFuzzer ends with exit()) runs after static destructors.
+    const std::string* path = new std::string(pattern);
+    std::atexit([] { std::filesystem::remove_all(scratch_dir()); });
+    return path;
   }();
-  return dir;
+  return *dir;
 }
 
 // Writes bytes to scratch_dir()/name and returns the path.
