@@ -45,7 +45,8 @@ PerplexityResult loaded_perplexity(const PerplexityCommand& command, const Check
   return perplexity(model, tokens, options);
 }
 
-void print_result(const PerplexityCommand& command, const PerplexityOptions& options, const PerplexityResult& result) {
+void print_result(const PerplexityCommand& command, const PerplexityOptions& options, const PerplexityResult& result,
+                  bool streamed) {
   if (command.json) {
     nlohmann::json out = {{"model", command.model.model},
                           {"text", command.text_file},
@@ -54,6 +55,7 @@ void print_result(const PerplexityCommand& command, const PerplexityOptions& opt
                           {"act_bits", command.activation_quant.act_bits},
                           {"kv_bits", command.activation_quant.kv_bits},
                           {"lora", command.lora},
+                          {"streamed", streamed},
                           {"chunks", result.chunks},
                           {"scored_tokens", result.scored_tokens},
                           {"perplexity", result.perplexity},
@@ -95,7 +97,7 @@ void run(const PerplexityCommand& command) {
   const PerplexityResult result = stream ? perplexity_streamed(CheckpointSource(checkpoint), tokens, options,
                                                                parse_device(command.model.device))
                                          : loaded_perplexity(command, checkpoint, tokens, options);
-  print_result(command, options, result);
+  print_result(command, options, result, stream);
 }
 
 }  // namespace
