@@ -6,9 +6,10 @@
 #   scripts/fuzz.sh long [RUNS]       each harness for RUNS executions (default 1000000): bench/fuzz.sh
 #   FUZZ_ONLY="gguf recipe" ...       only these harnesses
 #
-# Needs the main build (build/llmpress writes the derived seeds: small quantized, GPTQ and LoRA files).
+# Needs the main build (build/llmpress writes the derived seeds: small quantized, GPTQ and sparse models).
 # Findings (crash, leak, sanitizer report, timeout, out-of-memory) go to build/fuzz/findings/HARNESS/;
-# the script prints one line per harness and exits 1 when any harness found something.
+# the script prints one line per harness and exits 1 when any harness found something in this run
+# (findings of earlier runs stay in the folder and are not counted again).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mode="${1:-smoke}"
@@ -100,6 +101,7 @@ for h in $harnesses; do
   corpus="$out/corpus/$h" findings="$out/findings/$h"
   mkdir -p "$corpus" "$findings"
   log="$out/logs/$h.log"; mkdir -p "$out/logs"
+  stamp="$out/logs/$h.started"; touch "$stamp"
   # -rss_limit_mb / -malloc_limit_mb: an input that makes a reader allocate 2 GB is a finding (the
   # reader should have checked the size against the file first).
   "$out/fuzz_$h" "${limit[@]}" -timeout=20 -rss_limit_mb=4096 -malloc_limit_mb=2048 \
@@ -107,7 +109,7 @@ for h in $harnesses; do
     $( [ -d "$root/fuzz/regressions/$h" ] && echo "$root/fuzz/regressions/$h" ) >"$log" 2>&1 || status=1
   runs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)"
   speed="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)"
-  n_findings="$(find "$findings" -type f | wc -l)"
+  n_findings="$(find "$findings" -type f -newer "$stamp" | wc -l)"
   printf '%-20s %10s %9s %7s %s\n' "$h" "$runs" "$speed" "$(find "$corpus" -type f | wc -l)" "$n_findings"
   [ "$n_findings" -eq 0 ] || { status=1; grep -m3 -E 'ERROR|runtime error|SUMMARY' "$log" | sed 's/^/    /'; }
 done
