@@ -39,7 +39,7 @@ inline std::string write_input(const std::string& name, const uint8_t* data, siz
   return path;
 }
 
-// Splits an input into `parts` pieces at the separator line "\n--8<--\n" (for inputs that are a
+// Piece `index` of an input split at the separator line "\n--8<--\n" (for inputs that are a
 // folder of files: config.json and model.safetensors). Missing pieces are empty.
 inline std::string piece(const uint8_t* data, size_t size, int index) {
   static const std::string separator = "\n--8<--\n";

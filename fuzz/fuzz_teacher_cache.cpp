@@ -1,7 +1,6 @@
 // Teacher-logit caches (offline KD): header, row table and every cached row looked up. A cache must
 // name the harness's training rows, so FUZZ_WRITE_SEED=FILE writes a valid one for them (the layout of
 // distill/teacher_cache.h, written here) as the seed.
-#include <cstring>
 #include <fstream>
 
 #include "fuzz_input.h"

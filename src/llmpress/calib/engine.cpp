@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <regex>
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/progress.h"
@@ -22,10 +23,11 @@ namespace fs = std::filesystem;
 std::string engine_layer_file(const std::string& dir, int64_t i) { return dir + "/layer-" + std::to_string(i) + ".bin"; }
 
 void remove_saved_activations(const std::string& work_dir) {
+  static const std::regex saved_inputs(R"(inputs-[0-9]+\.bin)");  // the names inputs_file() writes, nothing else
   std::error_code ec;
   std::vector<fs::path> saved;
   for (const auto& entry : fs::directory_iterator(work_dir, ec))
-    if (entry.path().filename().string().rfind("inputs-", 0) == 0) saved.push_back(entry.path());
+    if (std::regex_match(entry.path().filename().string(), saved_inputs)) saved.push_back(entry.path());
   for (const fs::path& path : saved) fs::remove(path, ec);
 }
 

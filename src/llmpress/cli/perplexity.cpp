@@ -6,6 +6,7 @@
 #include "llmpress/cli/common.h"
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
+#include "llmpress/core/runtime.h"
 #include "llmpress/data/text.h"
 #include "llmpress/eval/perplexity.h"
 #include "llmpress/model/layer_source.h"

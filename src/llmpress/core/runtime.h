@@ -1,4 +1,5 @@
 #pragma once
+#include <cstdint>
 
 namespace llmpress {
 
@@ -6,5 +7,8 @@ namespace llmpress {
 // glibc's defaults unmap large blocks on free, so each forward pass paid page faults for every
 // fresh activation buffer (a 4x slowdown of perplexity on stories260K). Call once at start-up.
 void tune_memory_allocator();
+
+// MemAvailable of /proc/meminfo, or less where the process's memory cgroup allows less (0 where unknown).
+uint64_t available_memory_bytes();
 
 }  // namespace llmpress

@@ -49,7 +49,5 @@ PerplexityResult perplexity_streamed(const LayerSource& source, const std::vecto
 
 // Bytes the model takes once loaded (16-bit floats widen to float32; block and GPTQ codes stay as stored).
 uint64_t resident_model_bytes(const Checkpoint& checkpoint);
-// MemAvailable of /proc/meminfo, or less where the process's memory cgroup allows less (0 where unknown).
-uint64_t available_memory_bytes();
 
 }  // namespace llmpress

@@ -236,6 +236,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
 
   std::unique_ptr<LayerSource> source = std::make_unique<CheckpointSource>(origin);
   std::string shell_file;  // the embeddings, norm and head of the last training stage
+  std::vector<std::string> engine_dirs;  // stage folders where the engine saved activations
   ModelConfig config = origin.config;
   at::Tensor final_hidden;
   for (size_t k = 0; k < recipe.stages.size(); ++k) {
@@ -269,6 +270,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
       engine.batch_samples = options.batch_samples;
       engine.measure_errors = options.measure_errors && tokens.size(0) > 0;
       engine.work_dir = dir;
+      engine_dirs.push_back(dir);
       engine.save_inputs = !options.work_dir.empty();
       engine.resume = options.resume;
       engine.progress = options.progress;
@@ -305,8 +307,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
   sink.recipe_json = recipe_to_json(provenance);
   report.output = write_model(sink);
   if (!options.work_dir.empty())
-    for (size_t k = 0; k < recipe.stages.size(); ++k)
-      remove_saved_activations(stage_folder(work, k, find_method(recipe.stages[k].method).name));
+    for (const std::string& dir : engine_dirs) remove_saved_activations(dir);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
 }
