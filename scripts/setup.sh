@@ -9,6 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev                  # tensors, linear algebra (libtorch, the PyTorch C++ API)
+  libgloo-dev                   # headers of Gloo, torch.distributed's CPU backend (data-parallel jobs)
   libopenblas0-openmp           # optimized BLAS behind libtorch (Debian defaults to the slow reference BLAS)
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libpcre2-dev

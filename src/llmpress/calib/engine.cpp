@@ -10,6 +10,7 @@
 #include "llmpress/core/error.h"
 #include "llmpress/core/progress.h"
 #include "llmpress/data/text.h"
+#include "llmpress/distributed/communicator.h"
 #include "llmpress/io/atomic_file.h"
 #include "llmpress/core/log.h"
 #include "llmpress/io/tensor_file.h"
@@ -53,9 +54,23 @@ std::string fingerprint(const LayerSource& source, const at::Tensor& tokens, con
   const at::Tensor t = tokens.to(at::kCPU).to(at::kLong).flatten();
   const at::Tensor weights = at::arange(1, t.numel() + 1, at::kLong).remainder(1000003);
   const int64_t checksum = (t * weights).sum().item<int64_t>();
+  const std::string ranks = options.group ? strprintf("|rank %d of %d", options.group->rank(),
+                                                     options.group->world_size()) : "";
   return source.identity() + "|" + compressor.describe() + "|" + std::to_string(tokens.size(0)) + "x" +
          std::to_string(tokens.size(1)) + "|" + std::to_string(checksum) + "|" +
-         (options.true_sequential ? "sequential" : "parallel");
+         (options.true_sequential ? "sequential" : "parallel") + ranks;
+}
+
+// Every rank's share of the samples' hidden states, in rank order: [nsamples, seqlen, hidden] on
+// every rank (a gather as a sum: each rank fills its own rows of a zero buffer).
+at::Tensor gather_samples(const Communicator& group, const at::Tensor& mine, int64_t nsamples) {
+  const auto [begin, end] = share_of(nsamples, group.rank(), group.world_size());
+  std::vector<int64_t> shape = mine.sizes().vec();
+  shape[0] = nsamples;
+  at::Tensor all = at::zeros(shape, mine.options().device(at::kCPU));
+  all.narrow(0, begin, end - begin).copy_(mine);
+  group.all_reduce(all);
+  return all.to(mine.device());
 }
 
 // ---- Capturing linear inputs --------------------------------------------------------------------
@@ -71,6 +86,7 @@ std::vector<std::unique_ptr<Observer>> make_observers(const StatsRequest& reques
 struct LayerRunner {
   const Transformer& shell;
   int64_t batch_samples;
+  const Communicator* group;
 
   // The layer applied to every sample, in batches of whole samples (positions start at 0 in each).
   // With `replace`, each batch's outputs overwrite its inputs (a sample's output depends on that
@@ -109,7 +125,10 @@ struct LayerRunner {
     std::map<std::string, InputStats> stats;
     for (auto& [name, weight] : originals) {
       layer.linear(name).weight = weight;
-      for (const auto& observer : observers[name]) observer->finish(stats[name]);
+      for (const auto& observer : observers[name]) {
+        if (group) observer->reduce(*group);
+        observer->finish(stats[name]);
+      }
     }
     return stats;
   }
@@ -125,8 +144,21 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
   at::NoGradGuard no_grad;  // compression never differentiates through the model
   const int64_t num_layers = shell.config.num_layers;
   const at::Device device = options.device;
+  const Communicator* group = options.group;
+  const bool writes = !group || group->writes();
   EngineResult result;
-  Progress progress("compress", num_layers, "tok", options.progress);
+  Progress progress("compress", num_layers, "tok", options.progress && writes);
+  at::Tensor share = tokens;  // the samples this rank runs
+  if (group) {
+    if (compressor.trains_layers())
+      throw Error(compressor.describe() + " trains each layer on its calibration inputs, which is not data-parallel "
+                  "yet: run it as one process (without --nproc / --world-size)");
+    if (tokens.size(0) < group->world_size())
+      throw Error(strprintf("%lld calibration samples cannot be shared by %d processes: use more --nsamples or fewer "
+                            "processes", (long long)tokens.size(0), group->world_size()));
+    const auto [begin, end] = share_of(tokens.size(0), group->rank(), group->world_size());
+    share = tokens.narrow(0, begin, end - begin);
+  }
 
   int64_t first_layer = 0;
   at::Tensor hidden;  // inputs of the current layer, all samples: [nsamples, seqlen, hidden]
@@ -167,21 +199,33 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
         first_layer = 0;
         hidden = uncompressed = at::Tensor();
       }
+    }
+    // Data-parallel ranks resume together or not at all (a kill can fall between two ranks' saves).
+    if (group) {
+      at::Tensor low = at::full({1}, first_layer, at::kLong), high = low.clone();
+      group->all_reduce(low, Communicator::Reduce::Min);
+      group->all_reduce(high, Communicator::Reduce::Max);
+      if (low.item<int64_t>() != high.item<int64_t>()) {
+        if (writes) log_warning("the processes stopped at different layers; redoing this stage from its first layer");
+        first_layer = 0;
+        hidden = uncompressed = at::Tensor();
+      }
+    }
+    if (first_layer > 0) {
       for (int64_t i = 0; i < first_layer && options.on_layer; ++i)
         options.on_layer(i, load_layer_file(engine_layer_file(options.work_dir, i), device), at::Tensor());
       result.resumed_layers = first_layer;
-      if (first_layer > 0)
-        log_info(strprintf("resuming after %lld finished layers from %s", (long long)first_layer,
+      log_info(strprintf("resuming after %lld finished layers from %s", (long long)first_layer,
                            options.work_dir.c_str()));
     }
   }
-  if (!hidden.defined() && first_layer == 0) hidden = shell.embed(tokens.to(device)).to(at::kFloat);
+  if (!hidden.defined() && first_layer == 0) hidden = shell.embed(share.to(device)).to(at::kFloat);
   if (trains && !uncompressed.defined() && hidden.defined()) uncompressed = hidden.clone();
 
   StatsRequest request = compressor.needs();
   if (options.measure_errors) request.hessian = true;
   const bool wants_stats = request.hessian || request.input_norms || request.input_samples > 0;
-  const LayerRunner runner{shell, std::max<int64_t>(1, options.batch_samples)};
+  const LayerRunner runner{shell, std::max<int64_t>(1, options.batch_samples), group};
   const int64_t tokens_per_layer = tokens.numel();
 
   for (int64_t i = first_layer; i < num_layers; ++i) {
@@ -245,13 +289,14 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
       write_file_atomic(state_path, nlohmann::json{{"job", job}, {"finished_layers", i + 1}}.dump(2) + "\n");
       std::error_code ec;
       fs::remove(inputs_file(options.work_dir, i), ec);
+      if (group) group->barrier();  // every rank has saved this layer (kills then leave the ranks in step)
       crash_test_point();
     }
     if (options.on_layer) options.on_layer(i, layer, hidden);
     progress.update(i + 1, (i + 1 - first_layer) * tokens_per_layer, "layer " + std::to_string(i));
   }
   progress.finish();
-  result.final_hidden = hidden;
+  result.final_hidden = group && hidden.defined() ? gather_samples(*group, hidden, tokens.size(0)) : hidden;
   result.seconds = progress.elapsed_seconds();
   return result;
 }

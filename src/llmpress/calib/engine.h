@@ -19,6 +19,8 @@
 
 namespace llmpress {
 
+class Communicator;
+
 struct EngineOptions {
   at::Device device = at::kCPU;
   // Compress in execution order q,k,v -> o -> gate,up -> down, recapturing the inputs after each
@@ -36,6 +38,11 @@ struct EngineOptions {
   bool save_inputs = true;
   bool resume = false;  // continue from the last finished layer recorded in work_dir
   bool progress = true;
+  // Data-parallel: this process's group (null: one process). Each rank runs its contiguous share of
+  // the calibration samples through the layers and the statistics are summed across ranks, so every
+  // rank compresses each layer from the statistics of all samples (as one process would; sums in
+  // another order). work_dir must then be this rank's own; final_hidden holds every sample.
+  const Communicator* group = nullptr;
   // Called for every finished layer in order (also for layers restored on resume) with the
   // compressed layer and its outputs [nsamples, seqlen, hidden] (undefined for restored layers
   // other than the last).

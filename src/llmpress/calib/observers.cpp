@@ -1,5 +1,7 @@
 #include "llmpress/calib/observers.h"
 
+#include "llmpress/distributed/communicator.h"
+
 namespace llmpress {
 
 void HessianObserver::observe(const at::Tensor& x) {
@@ -7,6 +9,13 @@ void HessianObserver::observe(const at::Tensor& x) {
   const at::Tensor batch = at::matmul(x64.t(), x64);
   sum_ = sum_.defined() ? sum_.add_(batch) : batch;
   tokens_ += x.size(0);
+}
+
+// Token counts travel with the sums (as float64: exact up to 2^53 tokens).
+void HessianObserver::reduce(const Communicator& group) {
+  at::Tensor tokens = at::full({1}, double(tokens_), at::kDouble);
+  group.all_reduce_sum({sum_, tokens});
+  tokens_ = int64_t(tokens.item<double>());
 }
 
 void HessianObserver::finish(InputStats& stats) const {
@@ -23,6 +32,12 @@ void InputNormObserver::observe(const at::Tensor& x) {
   tokens_ += x.size(0);
 }
 
+void InputNormObserver::reduce(const Communicator& group) {
+  at::Tensor tokens = at::full({1}, double(tokens_), at::kDouble);
+  group.all_reduce_sum({sum_squares_, sum_abs_, tokens});
+  tokens_ = int64_t(tokens.item<double>());
+}
+
 void InputNormObserver::finish(InputStats& stats) const {
   if (!sum_squares_.defined()) return;
   stats.sum_squares = sum_squares_;
@@ -35,6 +50,25 @@ void InputSampleObserver::observe(const at::Tensor& x) {
   const int64_t take = std::min(max_rows_ - kept_, x.size(0));
   rows_.push_back(x.narrow(0, 0, take).to(at::kFloat).clone());
   kept_ += take;
+}
+
+void InputSampleObserver::reduce(const Communicator& group) {
+  if (rows_.empty()) return;  // every rank observes the same layer, so none is empty
+  const at::Tensor mine = at::cat(rows_, 0);
+  const int64_t world = group.world_size(), width = mine.size(1);
+  // A gather as a sum: each rank fills its own slot of a zero buffer.
+  at::Tensor slots = at::zeros({world, max_rows_, width}, at::kFloat);
+  at::Tensor counts = at::zeros({world}, at::kFloat);
+  slots[group.rank()].narrow(0, 0, mine.size(0)).copy_(mine.to(at::kCPU));
+  counts[group.rank()] = float(mine.size(0));
+  group.all_reduce_sum({slots, counts});
+  rows_.clear();
+  kept_ = 0;
+  for (int64_t r = 0; r < world && kept_ < max_rows_; ++r) {
+    const int64_t take = std::min(max_rows_ - kept_, int64_t(counts[r].item<float>()));
+    rows_.push_back(slots[r].narrow(0, 0, take).to(mine.device()).clone());
+    kept_ += take;
+  }
 }
 
 void InputSampleObserver::finish(InputStats& stats) const {

@@ -8,6 +8,8 @@
 
 namespace llmpress {
 
+class Communicator;
+
 // Which statistics a compressor needs about each linear layer's input.
 struct StatsRequest {
   bool hessian = false;       // X^T X / tokens (GPTQ, SparseGPT, SVD-LLM whitening)
@@ -39,6 +41,9 @@ class Observer {
   virtual ~Observer() = default;
   // x: [tokens, in] inputs of one batch, any float dtype, on the model's device.
   virtual void observe(const at::Tensor& x) = 0;
+  // Data-parallel: combines what every rank observed (each saw its share of the samples), after the
+  // last observe and before finish, so finish gives every rank the statistic of all the samples.
+  virtual void reduce(const Communicator& group) = 0;
   // Writes the finished statistic into `stats`.
   virtual void finish(InputStats& stats) const = 0;
 };
@@ -46,6 +51,7 @@ class Observer {
 class HessianObserver : public Observer {
  public:
   void observe(const at::Tensor& x) override;
+  void reduce(const Communicator& group) override;
   void finish(InputStats& stats) const override;
 
  private:
@@ -56,6 +62,7 @@ class HessianObserver : public Observer {
 class InputNormObserver : public Observer {
  public:
   void observe(const at::Tensor& x) override;
+  void reduce(const Communicator& group) override;
   void finish(InputStats& stats) const override;
 
  private:
@@ -67,6 +74,8 @@ class InputSampleObserver : public Observer {
  public:
   explicit InputSampleObserver(int64_t max_rows) : max_rows_(max_rows) {}
   void observe(const at::Tensor& x) override;
+  // The first max_rows rows of all ranks' in rank order: those one process would have kept.
+  void reduce(const Communicator& group) override;
   void finish(InputStats& stats) const override;
 
  private:

@@ -100,11 +100,12 @@ void run(DistillCommand& command) {
   }
   std::optional<TeacherCache> cache;
   if (!command.cache.empty() && !d.cross_entropy_only) {
-    if (!cached) {
+    if (!cached && flags.writes()) {
       log_info("building the teacher cache " + command.cache + " (top " + std::to_string(command.cache_topk) + ")");
       TeacherCache::build(command.cache, teacher, data, rows_read(data, flags.train), command.cache_topk,
                           d.kd.temperature, flags.train.batch_size, !flags.no_progress);
     }
+    if (flags.group) flags.group->barrier();  // rank 0 has written the cache the others read
     cache = TeacherCache::open(command.cache, data);
     log_info(strprintf("teacher cache %s: top %lld of %lld, %.1f MiB", command.cache.c_str(), (long long)cache->k(),
                        (long long)cache->vocab(), double(cache->bytes()) / 1048576.0));

@@ -35,6 +35,7 @@ void add_job_flags(CLI::App& command, JobFlags& flags, const std::string& output
   command.add_option("--eval-ctx", flags.eval_context, "--eval: tokens per window")->capture_default_str();
   command.add_option("--eval-chunks", flags.eval_chunks, "--eval: windows evaluated (-1: the whole text)")
       ->capture_default_str();
+  add_distributed_flags(command, flags.distributed);
 }
 
 void MethodFlags::add(CLI::App& command, const std::string& family, const std::set<std::string>& skip) {
@@ -233,11 +234,18 @@ void run_job(const Recipe& recipe, const JobFlags& flags) {
   options.progress = !flags.no_progress;
   options.measure_errors = flags.verbose;
   if (options.batch_samples < 1) throw Error("--batch must be at least 1");
+  if (!flags.eval_file.empty()) read_text_file(flags.eval_file);  // a missing file fails before the work
+  const std::unique_ptr<Communicator> group = start_data_parallel(flags.distributed, flags.model.threads);
+  options.group = group.get();
+  if (group && !group->writes()) {
+    options.progress = false;
+    run_pipeline(recipe, options);
+    return;  // rank 0 reports
+  }
   if (!flags.save_recipe.empty()) {
     write_file_atomic(flags.save_recipe, recipe_to_yaml(recipe));
     log_info("wrote the recipe of this command to " + flags.save_recipe + " (llmpress run " + flags.save_recipe + ")");
   }
-  if (!flags.eval_file.empty()) read_text_file(flags.eval_file);  // a missing file fails before the work
   const PipelineReport report = run_pipeline(recipe, options);
   print_report(report, flags.verbose);
   if (!flags.eval_file.empty()) print_evaluation(recipe, report, flags);

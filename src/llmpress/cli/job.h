@@ -9,6 +9,7 @@
 #include <string>
 
 #include "llmpress/cli/common.h"
+#include "llmpress/cli/launch.h"
 #include "llmpress/pipeline/method.h"
 #include "llmpress/pipeline/pipeline.h"
 #include "llmpress/pipeline/recipe.h"
@@ -29,10 +30,12 @@ struct JobFlags {
   std::string eval_file;  // perplexity of the input and the output, side by side
   int64_t eval_context = 256;
   int64_t eval_chunks = 16;
+  DistributedFlags distributed;
 };
 
 // -m/--tokenizer/-t/--device, -o (when `output_help` is not empty), --calib/--nsamples/--seqlen/
-// --seed/--batch, --work-dir/--resume/--verbose/--no-progress/--save-recipe.
+// --seed/--batch, --work-dir/--resume/--verbose/--no-progress/--save-recipe, --nproc and the
+// multi-machine data-parallel flags.
 void add_job_flags(CLI::App& command, JobFlags& flags, const std::string& output_help);
 
 // Flags for the options of every method of `family`, by option name (bits -> --bits). Only the
@@ -61,7 +64,8 @@ nlohmann::json parse_flag_number(const std::string& flag, const std::string& tex
 // The recipe's model and calibration from the flags.
 Recipe recipe_from_flags(const JobFlags& flags);
 
-// Checks the recipe against the model, writes it with --save-recipe, runs it and prints the report.
+// Checks the recipe against the model, writes it with --save-recipe, runs it (data-parallel with
+// --nproc / --world-size) and prints the report.
 void run_job(const Recipe& recipe, const JobFlags& flags);
 
 }  // namespace llmpress::cli

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "llmpress/cli/common.h"
+#include "llmpress/cli/launch.h"
 #include "llmpress/core/error.h"
 #include "llmpress/core/runtime.h"
 #include "llmpress/core/version.h"
@@ -10,6 +11,7 @@
 int main(int argc, char** argv) {
   llmpress::tune_memory_allocator();
   llmpress::install_interrupt_cleanup();
+  llmpress::cli::set_command_line(argc, argv);
   CLI::App app{"llmpress: compress Llama-family language models (quantization, pruning, distillation, "
                "low-rank factorization) and evaluate the result"};
   app.set_version_flag("--version", std::string("llmpress ") + llmpress::version());
@@ -38,14 +40,17 @@ int main(int argc, char** argv) {
     for (const CLI::App* sub : app.get_subcommands()) command += " " + sub->get_name();
     std::fprintf(stderr, "error: %s\nrun '%s --help' for the options\n", e.what(), command.c_str());
     return 2;
+  } catch (const llmpress::cli::ExitStatus& e) {  // a --nproc launcher, after its ranks
+    return e.code;
   } catch (const llmpress::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s%s\n", llmpress::cli::rank_prefix().c_str(), e.what());
     return 1;
   } catch (const c10::Error& e) {
-    std::fprintf(stderr, "error: tensor operation failed: %s\n", e.what_without_backtrace());
+    std::fprintf(stderr, "error: %stensor operation failed: %s\n", llmpress::cli::rank_prefix().c_str(),
+                 e.what_without_backtrace());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "error: %s%s\n", llmpress::cli::rank_prefix().c_str(), e.what());
     return 1;
   }
   return 0;

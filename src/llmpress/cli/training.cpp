@@ -91,6 +91,7 @@ void add_train_flags(CLI::App& command, TrainFlags& flags) {
   command.add_option("--state", t.state_path, "training checkpoint file (default: OUTPUT.train-state)");
   command.add_flag("--resume", t.resume, "continue from the training checkpoint (the same command, bit-exactly)");
   command.add_flag("--no-progress", flags.no_progress, "no progress line on stderr");
+  add_distributed_flags(command, flags.distributed);
 }
 
 void prepare_training(TrainFlags& flags) {
@@ -107,6 +108,8 @@ void prepare_training(TrainFlags& flags) {
   output_spec(flags);  // a bad output name or type fails before the work
   check_readable_file(flags.data);  // before the work
   if (!flags.eval_file.empty()) check_readable_file(flags.eval_file);
+  flags.group = start_data_parallel(flags.distributed, flags.model.threads);
+  flags.train.group = flags.group.get();
 }
 
 std::vector<int32_t> eval_tokens(const TrainFlags& flags, const Tokenizer& tokenizer) {
@@ -116,6 +119,7 @@ std::vector<int32_t> eval_tokens(const TrainFlags& flags, const Tokenizer& token
 
 void write_trained_model(const Transformer& model, const Checkpoint& origin, const TrainFlags& flags,
                          const TrainResult& result) {
+  if (!flags.writes()) return;  // rank 0 writes for the group
   const ResidentSource source(model);
   SinkInput sink{source, origin, output_spec(flags)};
   sink.shell = &model;

@@ -67,6 +67,8 @@ struct ModelState {
 };
 
 // What a running stage may use.
+class Communicator;
+
 struct StageContext {
   const LayerSource& source;      // the model as this stage receives it
   const ModelConfig& config;
@@ -79,6 +81,7 @@ struct StageContext {
   std::string stage_dir;            // this stage's folder in the work folder
   bool user_work_dir = false;       // the work folder is the user's (kept): a stage may leave resume points there
   bool resume = false;              // --resume: continue from them
+  const Communicator* group = nullptr;  // data-parallel: training stages share their batches over it
 };
 
 struct MethodSpec {

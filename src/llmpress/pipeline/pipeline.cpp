@@ -12,6 +12,7 @@
 #include "llmpress/core/log.h"
 #include "llmpress/data/calibration.h"
 #include "llmpress/data/text.h"
+#include "llmpress/distributed/communicator.h"
 #include "llmpress/io/atomic_file.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/io/hf_config.h"
@@ -226,10 +227,12 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
   }
 
   std::unique_ptr<TemporaryFolder> temporary;
+  const bool writes = !options.group || options.group->writes();
   std::string work = options.work_dir;
+  if (!writes && !work.empty()) work += "/rank-" + std::to_string(options.group->rank());
   if (work.empty()) {
     if (options.resume) throw Error("--resume needs the --work-dir of the job to continue");
-    temporary = std::make_unique<TemporaryFolder>(output.path);
+    temporary = std::make_unique<TemporaryFolder>(output.path);  // one per rank
     work = temporary->path();
   }
   fs::create_directories(work);
@@ -247,7 +250,8 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
     stage_report.method = method.name;
     const std::string dir = stage_folder(work, k, method.name);
     const StageContext context{*source, config, origin, tokens, options.device, options.batch_samples,
-                               options.progress, &stage_report.notes, dir, !options.work_dir.empty(), options.resume};
+                               options.progress, &stage_report.notes, dir, !options.work_dir.empty(), options.resume,
+                               options.group};
     log_info(strprintf("stage %zu/%zu: %s", k + 1, recipe.stages.size(), method.name.c_str()));
     const auto stage_start = std::chrono::steady_clock::now();
     std::string identity;
@@ -274,6 +278,7 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
       engine.save_inputs = !options.work_dir.empty();
       engine.resume = options.resume;
       engine.progress = options.progress;
+      engine.group = options.group;
       const EngineResult result = compress_sequential(*source, shell, tokens, compressor, engine);
       identity = result.job;
       stage_report.resumed_layers = result.resumed_layers;
@@ -288,6 +293,12 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
     source = std::make_unique<StageOutput>(origin, config, dir, identity, shell_file);
   }
 
+  if (!writes) {  // rank 0 writes the output for the group
+    if (!options.work_dir.empty())
+      for (const std::string& dir : engine_dirs) remove_saved_activations(dir);
+    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return report;
+  }
   SinkInput sink{*source, origin, output};
   Transformer trained_shell;
   if (!shell_file.empty()) {

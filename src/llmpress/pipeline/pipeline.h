@@ -17,6 +17,8 @@
 
 namespace llmpress {
 
+class Communicator;
+
 struct RunOptions {
   at::Device device = at::kCPU;
   int64_t batch_samples = 8;  // calibration windows per forward pass
@@ -24,6 +26,10 @@ struct RunOptions {
   bool resume = false;
   bool progress = true;
   bool measure_errors = false;  // per-linear output error ||(W - W')X||^2 in the stage reports
+  // Data-parallel (null: one process): the engine's stages share the calibration samples (engine.h),
+  // training stages their batches (trainer.h), other whole-model stages run whole on every rank; each rank
+  // keeps its own work folder (rank R > 0 in WORK/rank-R) and rank 0 alone writes the output.
+  const Communicator* group = nullptr;
 };
 
 struct StageReport {

@@ -9,6 +9,7 @@
 #include "llmpress/core/error.h"
 #include "llmpress/core/log.h"
 #include "llmpress/core/progress.h"
+#include "llmpress/distributed/communicator.h"
 #include "llmpress/eval/perplexity.h"
 #include "llmpress/io/tensor_file.h"
 #include "llmpress/train/forward.h"
@@ -123,6 +124,65 @@ double evaluate(const Transformer& model, const TrainOptions& o) {
   return perplexity(model, o.eval_tokens, p).perplexity;
 }
 
+// Data-parallel start: every rank must train the same parameters on the same data, from the same
+// state: rank 0's parameters, and on resume its step and optimizer moments (only rank 0 reads and
+// writes state files, so the ranks need no shared file system). Returns the step to start from.
+int64_t start_in_step(const Communicator& group, const std::vector<Parameter>& params, AdamW& optimizer,
+                      const TrainingData& data, int64_t trainable_count, int64_t start) {
+  group.check_same(int64_t(data.fingerprint()), "the training data");
+  group.check_same(trainable_count, "the number of trainable parameters");
+  at::NoGradGuard no_grad;
+  // Per parameter: the optimizer step its moments belong to (-1: no moments yet), then the step.
+  at::Tensor steps = at::full({int64_t(params.size()) + 1}, -1, at::kLong);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto it = optimizer.state().find(state_key(params[i].tensor));
+    if (it != optimizer.state().end()) steps[int64_t(i)] = static_cast<const AdamWParamState&>(*it->second).step();
+  }
+  steps[int64_t(params.size())] = start;
+  group.broadcast(steps);
+  for (size_t i = 0; i < params.size(); ++i) {
+    at::Tensor values = params[i].tensor.detach();
+    group.broadcast(values);
+    const int64_t step = steps[int64_t(i)].item<int64_t>();
+    if (step < 0) continue;
+    const std::string key = state_key(params[i].tensor);
+    if (!optimizer.state().count(key)) {
+      auto state = std::make_unique<AdamWParamState>();
+      state->exp_avg(at::zeros_like(values));
+      state->exp_avg_sq(at::zeros_like(values));
+      optimizer.state()[key] = std::move(state);
+    }
+    auto& state = static_cast<AdamWParamState&>(*optimizer.state()[key]);
+    state.step(step);
+    at::Tensor m = state.exp_avg(), v = state.exp_avg_sq();
+    group.broadcast(m);
+    group.broadcast(v);
+  }
+  return steps[int64_t(params.size())].item<int64_t>();
+}
+
+// Sums the step's gradients, loss terms and token count over the ranks (each rank's terms are already
+// weighted by its share of the step's scored tokens). A gradient some rank never produced is zero
+// there; one no rank produced stays undefined (the optimizer skips it, as in one process).
+void sum_over_ranks(const Communicator& group, const std::vector<Parameter>& params, double& loss, double& report,
+                    int64_t& tokens) {
+  at::Tensor totals = at::zeros({3 + int64_t(params.size())}, at::kDouble);
+  auto t = totals.accessor<double, 1>();
+  t[0] = loss, t[1] = report, t[2] = double(tokens);
+  for (size_t i = 0; i < params.size(); ++i) t[3 + i] = params[i].tensor.grad().defined() ? 1 : 0;
+  group.all_reduce(totals);
+  t = totals.accessor<double, 1>();
+  loss = t[0], report = t[1], tokens = int64_t(t[2]);
+  std::vector<at::Tensor> grads;
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (t[3 + i] == 0) continue;
+    at::Tensor& grad = params[i].tensor.mutable_grad();
+    if (!grad.defined()) grad = at::zeros_like(params[i].tensor);
+    grads.push_back(grad);
+  }
+  group.all_reduce_sum(grads);
+}
+
 }  // namespace
 
 void check_train_options(const TrainOptions& o) {
@@ -143,6 +203,8 @@ void check_train_options(const TrainOptions& o) {
   need(o.clip >= 0, "--clip must not be negative (0: no clipping)");
   need(o.eval_every >= 0 && o.save_every >= 0, "--eval-every and --save-every must not be negative");
   need(!o.resume || !o.state_path.empty(), "--resume needs a training state file");
+  need(!o.group || o.batch_size >= o.group->world_size(),
+       "--batch-size is the global batch: it must be at least the number of processes");
 }
 
 double learning_rate(const TrainOptions& o, int64_t step) {
@@ -169,23 +231,28 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
 
   TrainResult result;
   const nlohmann::json identity = job_identity(o, data, params);
+  const Communicator* group = o.group;
+  const bool writes = !group || group->writes();
   int64_t start = 0;
-  if (o.resume) {
+  if (o.resume && writes) {  // data-parallel: rank 0 reads the state and sends it to the others
     start = load_state(o.state_path, params, optimizer, identity, result);
     log_info(strprintf("resumed from %s at step %lld of %lld", o.state_path.c_str(), (long long)start, (long long)o.steps));
   }
-  result.start_step = start;
   int64_t trainable_count = 0;
   for (const Parameter& p : params) trainable_count += p.tensor.numel();
-  log_info(strprintf("training %lld parameters (%zu tensors) on %s; %lld steps of %lld x %lld rows of %lld tokens",
+  if (group) start = start_in_step(*group, params, optimizer, data, trainable_count, start);
+  result.start_step = start;
+  log_info(strprintf("training %lld parameters (%zu tensors) on %s; %lld steps of %lld x %lld rows of %lld tokens%s",
                      (long long)trainable_count, params.size(), data.description().c_str(), (long long)o.steps,
-                     (long long)o.grad_accum, (long long)o.batch_size, (long long)data.seqlen()));
+                     (long long)o.grad_accum, (long long)o.batch_size, (long long)data.seqlen(),
+                     group ? strprintf(", data-parallel over %d processes", group->world_size()).c_str() : ""));
 
-  Progress progress("train", o.steps - start, "tok", o.progress);
+  Progress progress("train", o.steps - start, "tok", o.progress && writes);
   int64_t last_saved = start;
   const auto save = [&](int64_t step) {
     if (o.state_path.empty()) return;
-    save_state(o.state_path, step, params, optimizer, identity, result);
+    if (writes) save_state(o.state_path, step, params, optimizer, identity, result);
+    if (group) group->barrier();  // every rank knows the checkpoint exists before going on
     last_saved = step;
   };
   const auto diverged = [&](int64_t step, const char* what, double value) {
@@ -200,14 +267,24 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
     for (auto& group : optimizer.param_groups()) static_cast<AdamWOptions&>(group.options()).lr(lr);
     optimizer.zero_grad();
     std::vector<Batch> batches;
-    int64_t scored = 0;
+    int64_t scored = 0;  // over the whole step (every rank's share)
     for (int64_t m = 0; m < o.grad_accum; ++m) {
-      batches.push_back(data.batch(data.rows_for(step * o.grad_accum + m, o.batch_size, o.seed)));
-      scored += batches.back().scored();
+      const std::vector<int64_t> rows = data.rows_for(step * o.grad_accum + m, o.batch_size, o.seed);
+      if (!group) {
+        batches.push_back(data.batch(rows));
+        scored += batches.back().scored();
+        continue;
+      }
+      const auto [begin, end] = share_of(int64_t(rows.size()), group->rank(), group->world_size());
+      batches.push_back(data.batch(std::vector<int64_t>(rows.begin() + begin, rows.begin() + end)));
+      scored += data.batch(rows).scored();
     }
     if (scored == 0) throw Error(strprintf("step %lld has no scored token (every label is masked)", (long long)step + 1));
     double step_loss = 0, step_report = 0;
+    int64_t step_tokens = 0;
     for (const Batch& batch : batches) {
+      step_tokens += batch.inputs.numel();
+      if (batch.scored() == 0) continue;  // a rank's share without scored tokens adds nothing
       const StepLoss r = [&] {
         const Bf16Autocast autocast(model.device(), o.bf16);
         return loss(batch, step);
@@ -216,8 +293,9 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
       (r.loss * weight).backward();
       step_loss += r.loss.item<double>() * weight;
       step_report += (r.report.defined() ? r.report : r.loss).item<double>() * weight;
-      result.tokens += batch.inputs.numel();
     }
+    if (group) sum_over_ranks(*group, params, step_loss, step_report, step_tokens);
+    result.tokens += step_tokens;
     if (!std::isfinite(step_loss)) throw diverged(step, "loss", step_loss);
     double norm2 = 0;
     for (const Parameter& p : params) {
@@ -236,7 +314,7 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
     result.grad_norms.push_back(norm);
     progress.update(step + 1 - start, result.tokens, strprintf("loss %.4f  lr %.2e", step_report, lr));
     const bool last = step + 1 == o.steps;
-    if (!o.eval_tokens.empty() && ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)) {
+    if (writes && !o.eval_tokens.empty() && ((o.eval_every > 0 && (step + 1) % o.eval_every == 0) || last)) {
       result.evals.push_back({step + 1, evaluate(model, o)});
       log_info(strprintf("step %lld: eval perplexity %.4f", (long long)step + 1, result.evals.back().perplexity));
     }

@@ -16,6 +16,8 @@
 
 namespace llmpress {
 
+class Communicator;
+
 struct TrainOptions {
   int64_t steps = 100;          // optimizer steps
   int64_t batch_size = 8;       // rows per forward pass
@@ -42,6 +44,10 @@ struct TrainOptions {
   int64_t save_every = 0;       // steps between checkpoints (0: none before the end)
   bool resume = false;          // continue from state_path
   bool progress = true;
+  // Data-parallel: this process's group (null: one process). Each rank runs its share of every
+  // micro-batch's rows, gradients are summed across ranks, rank 0 evaluates and checkpoints;
+  // batch_size stays the global batch, so the steps are those of one process (within float rounding).
+  const Communicator* group = nullptr;
 };
 
 // Throws Error naming the flag for values out of range.

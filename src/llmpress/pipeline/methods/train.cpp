@@ -206,6 +206,7 @@ std::string transform(Transformer& model, const StageOptions& o, const StageCont
   }();
   TrainOptions t = train_options(o);
   t.progress = context.progress;
+  t.group = context.group;
   if (context.user_work_dir) {  // a work folder of the user's: checkpoints, and --resume continues
     t.state_path = context.stage_dir + "/train-state";
     t.save_every = o.integer("save_every");
