@@ -235,6 +235,10 @@ void run_job(const Recipe& recipe, const JobFlags& flags) {
   options.measure_errors = flags.verbose;
   if (options.batch_samples < 1) throw Error("--batch must be at least 1");
   if (!flags.eval_file.empty()) read_text_file(flags.eval_file);  // a missing file fails before the work
+  const int processes = std::max(flags.distributed.nproc, flags.distributed.group.world_size);
+  if (!recipe.calibration.file.empty() && recipe.calibration.nsamples < processes)
+    throw Error(strprintf("--nsamples %lld cannot be shared by %d processes: use more samples or fewer processes",
+                          (long long)recipe.calibration.nsamples, processes));
   const std::unique_ptr<Communicator> group = start_data_parallel(flags.distributed, flags.model.threads);
   options.group = group.get();
   if (group && !group->writes()) {
