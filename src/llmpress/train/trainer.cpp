@@ -127,7 +127,7 @@ double evaluate(const Transformer& model, const TrainOptions& o) {
 // Data-parallel start: every rank must train the same parameters on the same data, from the same
 // state: rank 0's parameters, and on resume its step and optimizer moments (only rank 0 reads and
 // writes state files, so the ranks need no shared file system). Returns the step to start from.
-int64_t start_in_step(const Communicator& group, const std::vector<Parameter>& params, AdamW& optimizer,
+int64_t start_together(const Communicator& group, const std::vector<Parameter>& params, AdamW& optimizer,
                       const TrainingData& data, int64_t trainable_count, int64_t start) {
   group.check_same(int64_t(data.fingerprint()), "the training data");
   group.check_same(trainable_count, "the number of trainable parameters");
@@ -240,7 +240,7 @@ TrainResult train(Transformer& model, const TrainingData& data, const LossFuncti
   }
   int64_t trainable_count = 0;
   for (const Parameter& p : params) trainable_count += p.tensor.numel();
-  if (group) start = start_in_step(*group, params, optimizer, data, trainable_count, start);
+  if (group) start = start_together(*group, params, optimizer, data, trainable_count, start);
   result.start_step = start;
   log_info(strprintf("training %lld parameters (%zu tensors) on %s; %lld steps of %lld x %lld rows of %lld tokens%s",
                      (long long)trainable_count, params.size(), data.description().c_str(), (long long)o.steps,
