@@ -103,7 +103,7 @@ void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) const 
   all_reduce(buffer);
   int64_t offset = 0;
   for (const at::Tensor& t : tensors) {
-    const_cast<at::Tensor&>(t).copy_(buffer.narrow(0, offset, t.numel()).view(t.sizes()));
+    t.copy_(buffer.narrow(0, offset, t.numel()).view(t.sizes()));
     offset += t.numel();
   }
 }
