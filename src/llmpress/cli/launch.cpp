@@ -131,7 +131,7 @@ const std::string& rank_prefix() { return prefix_of_rank; }
 void add_distributed_flags(CLI::App& command, DistributedFlags& flags) {
   DistributedOptions& g = flags.group;
   command.add_option("--nproc", flags.nproc,
-                     "data-parallel: run as N processes on this machine (results do not depend on N; each gets 1/N of "
+                     "data-parallel: run as N processes on this machine (the results of one process, within float rounding; each gets 1/N of "
                      "the cores unless -t)")->capture_default_str();
   command.add_option("--world-size", g.world_size, "data-parallel over machines: the number of processes in the job")
       ->capture_default_str();
