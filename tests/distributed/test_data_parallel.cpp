@@ -4,10 +4,6 @@
 // to each other.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <functional>
 #include <thread>
@@ -23,21 +19,9 @@
 namespace llmpress {
 namespace {
 
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
 // Runs `body` as each rank of a `world`-rank group (one thread each) and rethrows the first failure.
 void on_ranks(int world, const std::function<void(const Communicator&)>& body) {
-  const int port = free_port();
+  const int port = free_loopback_port();
   std::vector<std::exception_ptr> errors(static_cast<size_t>(world));
   std::vector<std::thread> threads;
   for (int r = 0; r < world; ++r)
@@ -99,11 +83,7 @@ TEST(DataParallel, CollectivesGiveEveryRankTheSameResult) {
 
 ModelConfig tiny_config() { return test::tiny_config(37, 4, 2, 4); }
 
-std::vector<int32_t> random_tokens(int64_t n, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  const at::Tensor t = at::randint(37, {n}, gen, at::kLong);
-  return std::vector<int32_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + n);
-}
+std::vector<int32_t> random_tokens(int64_t n, uint64_t seed) { return test::random_tokens(n, seed, 37); }
 
 TrainOptions options() {
   TrainOptions o;

@@ -25,11 +25,7 @@ ModelConfig tiny_config() { return test::tiny_config(37, 4, 2, 4); }
 
 Transformer tiny_model(uint64_t seed = 1) { return random_model(tiny_config(), 0.2, seed); }
 
-std::vector<int32_t> random_tokens(int64_t n, uint64_t seed) {
-  at::Generator gen = at::detail::createCPUGenerator(seed);
-  const at::Tensor t = at::randint(37, {n}, gen, at::kLong);
-  return std::vector<int32_t>(t.data_ptr<int64_t>(), t.data_ptr<int64_t>() + n);
-}
+std::vector<int32_t> random_tokens(int64_t n, uint64_t seed) { return test::random_tokens(n, seed, 37); }
 
 TrainOptions quick_options() {
   TrainOptions o;

@@ -201,15 +201,10 @@ EngineResult compress_sequential(const LayerSource& source, const Transformer& s
       }
     }
     // Data-parallel ranks resume together or not at all (a kill can fall between two ranks' saves).
-    if (group) {
-      at::Tensor low = at::full({1}, first_layer, at::kLong), high = low.clone();
-      group->all_reduce(low, Communicator::Reduce::Min);
-      group->all_reduce(high, Communicator::Reduce::Max);
-      if (low.item<int64_t>() != high.item<int64_t>()) {
-        if (writes) log_warning("the processes stopped at different layers; redoing this stage from its first layer");
-        first_layer = 0;
-        hidden = uncompressed = at::Tensor();
-      }
+    if (group && !group->agree(first_layer)) {
+      if (writes) log_warning("the processes stopped at different layers; redoing this stage from its first layer");
+      first_layer = 0;
+      hidden = uncompressed = at::Tensor();
     }
     if (first_layer > 0) {
       for (int64_t i = 0; i < first_layer && options.on_layer; ++i)

@@ -86,7 +86,8 @@ void run(DistillCommand& command) {
 
   // The teacher stays as stored (a GGUF or GPTQ teacher keeps its quantized weights) and frozen; plain
   // fine-tuning of a given student, or KD from an existing cache, does not load it.
-  const bool cached = !command.cache.empty() && std::filesystem::exists(command.cache);
+  // Data-parallel ranks other than 0 read the cache rank 0 builds.
+  const bool cached = !command.cache.empty() && (std::filesystem::exists(command.cache) || !flags.writes());
   const bool needs_teacher = (!d.cross_entropy_only && !cached) || !command.init_layers.empty() || d.sequence_kd ||
                              d.on_policy > 0 || d.hidden_weight > 0;
   Transformer teacher = needs_teacher ? Transformer::load(teacher_checkpoint, device) : Transformer{};
@@ -100,7 +101,7 @@ void run(DistillCommand& command) {
   }
   std::optional<TeacherCache> cache;
   if (!command.cache.empty() && !d.cross_entropy_only) {
-    if (!cached && flags.writes()) {
+    if (!cached) {
       log_info("building the teacher cache " + command.cache + " (top " + std::to_string(command.cache_topk) + ")");
       TeacherCache::build(command.cache, teacher, data, rows_read(data, flags.train), command.cache_topk,
                           d.kd.temperature, flags.train.batch_size, !flags.no_progress);

@@ -1,10 +1,7 @@
 #include "llmpress/cli/launch.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,21 +31,6 @@ void forward_signal(int signal) {
     if (ranks[i] > 0) ::kill(ranks[i], signal);
 }
 
-// A port on loopback that nothing listens on now (the kernel's choice), for the group's store.
-int free_loopback_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) throw Error(std::string("--nproc: cannot open a socket: ") + std::strerror(errno));
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
-  ::close(fd);
-  if (!ok) throw Error(std::string("--nproc: no free port on 127.0.0.1: ") + std::strerror(errno));
-  return ntohs(address.sin_port);
-}
-
 // This command without --nproc, as rank `rank` of `world` ranks meeting at 127.0.0.1:port.
 std::vector<std::string> rank_command(int rank, int world, int port, int threads) {
   std::vector<std::string> args;
@@ -75,7 +57,13 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128
 [[noreturn]] void launch(int world, int threads) {
   if (world > kMaxRanks) throw Error(strprintf("--nproc must be at most %d", kMaxRanks));
   if (command_line.empty()) throw Error("--nproc: the command line is unknown (internal error)");
-  const int port = free_loopback_port();
+  const int port = [] {
+    try {
+      return free_loopback_port();
+    } catch (const Error& e) {
+      throw Error(std::string("--nproc: ") + e.what());
+    }
+  }();
   log_info(strprintf("starting %d processes (data-parallel ranks 0-%d, rendezvous at 127.0.0.1:%d)", world, world - 1,
                      port));
   struct sigaction action {};

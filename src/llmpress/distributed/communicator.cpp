@@ -6,7 +6,14 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 
 #ifndef USE_C10D_GLOO
 #error "this libtorch has no Gloo backend (USE_C10D_GLOO): data parallelism needs one"
@@ -119,11 +126,15 @@ void Communicator::barrier() const {
   all_reduce(token);
 }
 
-void Communicator::check_same(int64_t value, const std::string& what) const {
+bool Communicator::agree(int64_t value) const {
   at::Tensor low = at::full({1}, value, at::kLong), high = low.clone();
   all_reduce(low, Reduce::Min);
   all_reduce(high, Reduce::Max);
-  if (low.item<int64_t>() != high.item<int64_t>())
+  return low.item<int64_t>() == high.item<int64_t>();
+}
+
+void Communicator::check_same(int64_t value, const std::string& what) const {
+  if (!agree(value))
     throw Error(strprintf("the %d processes do not agree on %s (rank %d has %lld): start every rank with the same "
                           "model, data and options", world_size_, what.c_str(), rank_, (long long)value));
 }
@@ -132,6 +143,20 @@ std::pair<int64_t, int64_t> share_of(int64_t count, int rank, int world_size) {
   const int64_t base = count / world_size, extra = count % world_size;
   const int64_t begin = rank * base + std::min<int64_t>(rank, extra);
   return {begin, begin + base + (rank < extra ? 1 : 0)};
+}
+
+int free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw Error(std::string("cannot open a socket: ") + std::strerror(errno));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
+  ::close(fd);
+  if (!ok) throw Error(std::string("no free port on 127.0.0.1: ") + std::strerror(errno));
+  return ntohs(address.sin_port);
 }
 
 }  // namespace llmpress

@@ -42,6 +42,8 @@ class Communicator {
   void all_reduce_sum(const std::vector<at::Tensor>& tensors) const;
   void broadcast(at::Tensor& tensor, int root = 0) const;
   void barrier() const;
+  // Whether `value` is the same on every rank (the same answer everywhere).
+  bool agree(int64_t value) const;
   // Throws Error on every rank unless `value` is the same on all of them (`what` names it).
   void check_same(int64_t value, const std::string& what) const;
 
@@ -55,5 +57,8 @@ class Communicator {
 // The [begin, end) of `count` items that `rank` of `world_size` takes: contiguous, in rank order,
 // sizes differing by at most one (rank 0 first).
 std::pair<int64_t, int64_t> share_of(int64_t count, int rank, int world_size);
+
+// A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice), for a group on this machine.
+int free_loopback_port();
 
 }  // namespace llmpress

@@ -293,30 +293,26 @@ PipelineReport run_pipeline(const Recipe& recipe, const RunOptions& options) {
     source = std::make_unique<StageOutput>(origin, config, dir, identity, shell_file);
   }
 
-  if (!writes) {  // rank 0 writes the output for the group
-    if (!options.work_dir.empty())
-      for (const std::string& dir : engine_dirs) remove_saved_activations(dir);
-    report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return report;
+  if (writes) {  // rank 0 writes the output for the group
+    SinkInput sink{*source, origin, output};
+    Transformer trained_shell;
+    if (!shell_file.empty()) {
+      trained_shell = source->load_shell(at::kCPU);
+      sink.shell = &trained_shell;
+    }
+    sink.keep_encoded = final_state.ggml && !recipe.stages.empty();
+    sink.adapter = final_state.adapter;
+    // llama.cpp's imatrix entry for output.weight (the head's inputs), when the blocks were calibrated.
+    if (output.format == "gguf" && final_state.ggml && final_hidden.defined() && tokens.size(0) > 0)
+      sink.head_importance = head_importance(sink.shell ? trained_shell.norm : origin.load("model.norm.weight"),
+                                             origin.config.rms_norm_eps, final_hidden);
+    final_hidden = at::Tensor();  // not held while the output is written
+    Recipe provenance = recipe;
+    provenance.output = output;
+    sink.recipe_yaml = recipe_to_yaml(provenance);
+    sink.recipe_json = recipe_to_json(provenance);
+    report.output = write_model(sink);
   }
-  SinkInput sink{*source, origin, output};
-  Transformer trained_shell;
-  if (!shell_file.empty()) {
-    trained_shell = source->load_shell(at::kCPU);
-    sink.shell = &trained_shell;
-  }
-  sink.keep_encoded = final_state.ggml && !recipe.stages.empty();
-  sink.adapter = final_state.adapter;
-  // llama.cpp's imatrix entry for output.weight (the head's inputs), when the blocks were calibrated.
-  if (output.format == "gguf" && final_state.ggml && final_hidden.defined() && tokens.size(0) > 0)
-    sink.head_importance = head_importance(sink.shell ? trained_shell.norm : origin.load("model.norm.weight"),
-                                           origin.config.rms_norm_eps, final_hidden);
-  final_hidden = at::Tensor();  // not held while the output is written
-  Recipe provenance = recipe;
-  provenance.output = output;
-  sink.recipe_yaml = recipe_to_yaml(provenance);
-  sink.recipe_json = recipe_to_json(provenance);
-  report.output = write_model(sink);
   if (!options.work_dir.empty())
     for (const std::string& dir : engine_dirs) remove_saved_activations(dir);
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
