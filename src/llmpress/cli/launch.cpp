@@ -5,8 +5,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <ATen/Parallel.h>
-
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -57,13 +55,7 @@ int exit_code(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128
 [[noreturn]] void launch(int world, int threads) {
   if (world > kMaxRanks) throw Error(strprintf("--nproc must be at most %d", kMaxRanks));
   if (command_line.empty()) throw Error("--nproc: the command line is unknown (internal error)");
-  const int port = [] {
-    try {
-      return free_loopback_port();
-    } catch (const Error& e) {
-      throw Error(std::string("--nproc: ") + e.what());
-    }
-  }();
+  const int port = free_loopback_port();
   log_info(strprintf("starting %d processes (data-parallel ranks 0-%d, rendezvous at 127.0.0.1:%d)", world, world - 1,
                      port));
   struct sigaction action {};
