@@ -9,7 +9,9 @@
 #   LLAMA_BIN=/path/to/llama.cpp/build/bin bench/quantize_gguf.sh [BUILD_DIR]
 #
 # Environment: SHARED (default ../shared), THREADS (2), NSAMPLES (64), SEQLEN (512),
-# CHUNKS (evaluation windows of 256 tokens, default 100), MIXES ("Q4_0 Q4_K_M Q3_K_M Q2_K"),
+# CHUNKS (evaluation windows of 256 tokens, default 100), MIXES ("Q4_0 Q4_K_M Q3_K_M Q2_K"; the i-quant
+# mixes too, e.g. "IQ4_XS IQ3_M IQ3_XXS IQ2_M IQ2_XS": llama-quantize refuses IQ2_XXS/IQ2_XS/IQ1_S without
+# an imatrix, and its cell says so),
 # WORK (default /tmp/llmpress-bench-gguf; the imatrix is kept there and reused).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +39,7 @@ our_ppl() {
     python3 -c "import json,sys; print('%.4f' % json.load(sys.stdin)['perplexity'])"
 }
 mib() { python3 -c "import os,sys; print('%.2f' % (os.path.getsize(sys.argv[1]) / 1048576))" "$1"; }
-cell() { echo "$(llama_ppl "$1") ($(mib "$1"))"; }
+cell() { [ -f "$1" ] && echo "$(llama_ppl "$1") ($(mib "$1"))" || echo "refused (needs an imatrix)"; }
 
 "$L" convert -m "$MODEL" -o "$WORK/f32.gguf" --type F32 > /dev/null 2>&1
 [ -f "$WORK/imatrix.dat" ] || "$LLAMA_BIN/llama-imatrix" -m "$WORK/f32.gguf" -f "$CALIB" -o "$WORK/imatrix.dat" -c "$SEQLEN" -t "$THREADS" \
@@ -48,7 +50,8 @@ echo
 echo "| mix | llama-quantize | llama-quantize --imatrix | llmpress rtn + calib | llmpress gptq | gptq (llmpress ppl) | gptq time |"
 echo "|---|---|---|---|---|---|---|"
 for mix in $MIXES; do
-  "$LLAMA_BIN/llama-quantize" "$WORK/f32.gguf" "$WORK/lq.gguf" "$mix" "$THREADS" > /dev/null 2>&1
+  rm -f "$WORK/lq.gguf"
+  "$LLAMA_BIN/llama-quantize" "$WORK/f32.gguf" "$WORK/lq.gguf" "$mix" "$THREADS" > /dev/null 2>&1 || rm -f "$WORK/lq.gguf"
   "$LLAMA_BIN/llama-quantize" --imatrix "$WORK/imatrix.dat" "$WORK/f32.gguf" "$WORK/lqi.gguf" "$mix" "$THREADS" > /dev/null 2>&1
   common=(-m "$MODEL" --format gguf --type "$mix" --nsamples "$NSAMPLES" --seqlen "$SEQLEN" -t "$THREADS" --no-progress)
   "$L" quantize "${common[@]}" -o "$WORK/rtni.gguf" --method rtn --calib "$CALIB" > /dev/null 2>&1

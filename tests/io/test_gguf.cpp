@@ -444,7 +444,7 @@ TEST(Gguf, EveryIquantTypeLoadsRunsAndReencodes) {
   size_t next = 0;
   for (auto& t : g.tensors) {
     if (t.ne.size() != 2) continue;
-    const TensorType type = kReadOnlyGgmlTypes[next++ % std::size(kReadOnlyGgmlTypes)];
+    const TensorType type = kIquantGgmlTypes[next++ % std::size(kIquantGgmlTypes)];
     const IquantFixture f = read_iquant_fixture(type);
     ASSERT_FALSE(f.file.empty());
     ASSERT_EQ(uint64_t(f.per_case), t.ne[0]);  // one 256-element case per row
@@ -455,7 +455,7 @@ TEST(Gguf, EveryIquantTypeLoadsRunsAndReencodes) {
     for (const std::string& hf : m.order)
       if (gguf_name(hf) == t.name) chosen[hf] = type;
   }
-  ASSERT_EQ(row_values.size(), std::size(kReadOnlyGgmlTypes));
+  ASSERT_EQ(row_values.size(), std::size(kIquantGgmlTypes));
   TempDir dir;
   const Checkpoint ck = open_checkpoint(write_gguf(dir, g.build()));
   for (const auto& [hf, type] : chosen) {

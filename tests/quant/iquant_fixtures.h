@@ -13,7 +13,7 @@
 
 namespace llmpress::test {
 
-inline constexpr TensorType kReadOnlyGgmlTypes[] = {
+inline constexpr TensorType kIquantGgmlTypes[] = {
     TensorType::IQ1_S,  TensorType::IQ1_M,  TensorType::IQ2_XXS, TensorType::IQ2_XS,
     TensorType::IQ2_S,  TensorType::IQ3_XXS, TensorType::IQ3_S,  TensorType::IQ4_NL,
     TensorType::IQ4_XS, TensorType::TQ1_0,  TensorType::TQ2_0};

@@ -29,11 +29,11 @@
 namespace llmpress {
 namespace {
 
-using test::kReadOnlyGgmlTypes;
+using test::kIquantGgmlTypes;
 using test::read_iquant_fixture;
 
 TEST(GgmlIquant, DecodersMatchGgmlBitForBit) {
-  for (TensorType type : kReadOnlyGgmlTypes) {
+  for (TensorType type : kIquantGgmlTypes) {
     const std::string name = tensor_type_name(type);
     const test::IquantFixture f = read_iquant_fixture(type);
     if (f.file.empty()) continue;
@@ -59,7 +59,7 @@ TEST(GgmlIquant, DecodersMatchGgmlBitForBit) {
 // A single flipped bit anywhere in a block must reach some element (every bit of these formats
 // carries information), so the decoders read every field.
 TEST(GgmlIquant, EveryBitOfABlockMatters) {
-  for (TensorType type : kReadOnlyGgmlTypes) {
+  for (TensorType type : kIquantGgmlTypes) {
     const TensorTypeInfo& info = tensor_type_info(type);
     const test::IquantFixture f = read_iquant_fixture(type);
     if (f.file.empty()) continue;
@@ -108,20 +108,23 @@ TEST(GgmlIquant, TablesHaveTheFormatsStructure) {
   for (int i = 1; i < 16; ++i) EXPECT_LT(kIq4nlValues[i - 1], kIq4nlValues[i]);
 }
 
-TEST(GgmlIquant, WritersRefuseReadOnlyTypesByName) {
-  for (TensorType type : kReadOnlyGgmlTypes) {
+// Every type llmpress reads it also writes (encoders: test_ggml_iquant_encoders.cpp); the three types
+// ggml quantizes only with an importance vector refuse without one, and say what to do.
+TEST(GgmlIquant, EveryReadTypeIsWritableByName) {
+  for (TensorType type : kIquantGgmlTypes) {
     const std::string name = tensor_type_name(type);
+    EXPECT_TRUE(ggml_can_encode(type)) << name;
+    EXPECT_EQ(ggml_type_from_name(name), type) << name;
+    const bool needs = type == TensorType::IQ2_XXS || type == TensorType::IQ2_XS || type == TensorType::IQ1_S;
+    EXPECT_EQ(ggml_needs_importance(type), needs) << name;
+    const std::vector<float> row(256, 0.5f);
+    if (!needs) continue;
     try {
-      ggml_encoding(type);
-      ADD_FAILURE() << "an encoder for " << name;
+      encode_rows(type, row.data(), 256, 1);
+      ADD_FAILURE() << name << " encoded without importance";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("cannot write " + name), std::string::npos) << e.what();
-    }
-    try {
-      ggml_type_from_name(name);
-      ADD_FAILURE() << "--type " << name << " accepted";
-    } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("cannot write " + name), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(name + " needs importance weights"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("--calib"), std::string::npos) << e.what();
     }
   }
   try {

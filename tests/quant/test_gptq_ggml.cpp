@@ -22,7 +22,7 @@ namespace {
 
 const TensorType kBlockTypes[] = {TensorType::Q4_0, TensorType::Q4_1, TensorType::Q5_0, TensorType::Q5_1,
                                   TensorType::Q8_0, TensorType::Q2_K, TensorType::Q3_K, TensorType::Q4_K,
-                                  TensorType::Q5_K, TensorType::Q6_K};
+                                  TensorType::Q5_K, TensorType::Q6_K, TensorType::IQ4_NL, TensorType::IQ4_XS};
 
 // Rows with the awkward cases: all zero, constant, one huge outlier, negative only.
 at::Tensor awkward_rows(int64_t cols) {
@@ -52,6 +52,7 @@ TEST(GgmlCodes, LayoutsAgreeWithTheDecoders) {
       const std::vector<float> values = decode(type, bytes, n);
       std::vector<uint8_t> rewritten = bytes;
       const BlockCodeRange range = block_code_range(type);
+      const std::vector<float> levels = block_code_levels(type);
       for (int64_t b = 0; b < 2; ++b) {
         const uint8_t* block = bytes.data() + b * enc.block_bytes;
         std::vector<float> scale(size_t(enc.block_elements)), offset(size_t(enc.block_elements));
@@ -61,7 +62,8 @@ TEST(GgmlCodes, LayoutsAgreeWithTheDecoders) {
           EXPECT_GE(code, range.min_code - (type == TensorType::Q8_0 ? 1 : 0));
           EXPECT_LE(code, range.max_code);
           const float v = values[size_t(b * enc.block_elements + e)];
-          EXPECT_NEAR(scale[size_t(e)] * float(code) + offset[size_t(e)], v, 1e-5f * (1.0f + std::fabs(v)))
+          const float level = levels[size_t(code - range.min_code)];
+          EXPECT_NEAR(scale[size_t(e)] * level + offset[size_t(e)], v, 1e-5f * (1.0f + std::fabs(v)))
               << enc.name << " row " << r << " element " << e;
           write_block_code(type, rewritten.data() + b * enc.block_bytes, int(e), range.max_code);
         }

@@ -1,7 +1,10 @@
 // choose_tensor_types against llama-quantize's rules (formats.md 2.5) on the two shared model shapes.
 #include "llmpress/quant/type_mix.h"
 
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 #include "llmpress/core/error.h"
 #include "test_util.h"
@@ -144,10 +147,10 @@ TEST(TypeMix, Stories260KFallsBackLikeLlamaQuantize) {
   const auto q5m = by_name(choose_tensor_types(kStories, llama_shapes(kStories, true), "Q5_K_M"));
   EXPECT_EQ(q5m.at("blk.1.attn_q.weight").type, TensorType::Q5_1);  // Q5_K -> Q5_1
 
-  // Q2_K/Q3_K fall back to IQ4_NL in llama.cpp; we write Q4_0 and say so.
+  // Q2_K/Q3_K (and the i-quants) fall back to IQ4_NL, as in llama.cpp.
   const auto q3 = by_name(choose_tensor_types(kStories, llama_shapes(kStories, true), "Q3_K_S"));
-  EXPECT_EQ(q3.at("blk.1.ffn_up.weight").type, TensorType::Q4_0);
-  EXPECT_NE(q3.at("blk.1.ffn_up.weight").note.find("IQ4_NL"), std::string::npos);
+  EXPECT_EQ(q3.at("blk.1.ffn_up.weight").type, TensorType::IQ4_NL);
+  EXPECT_NE(q3.at("blk.1.ffn_up.weight").note.find("stored IQ4_NL"), std::string::npos);
 }
 
 TEST(TypeMix, OverridesWinAndStillFallBack) {
@@ -160,6 +163,45 @@ TEST(TypeMix, OverridesWinAndStillFallBack) {
   EXPECT_EQ(s.at("blk.0.ffn_down.weight").type, TensorType::F16);
   EXPECT_THROW(choose_tensor_types(kStories, llama_shapes(kStories, true), "Q8_0", {"ffn_down"}), Error);
   EXPECT_THROW(choose_tensor_types(kStories, llama_shapes(kStories, true), "Q8_0", {"x=Q9_9"}), Error);
+}
+
+// Every tensor's type as llama-quantize itself chose it (fixtures/llama_quantize_types.txt) for the i-quant,
+// ternary and imatrix-dependent mixes, with and without an imatrix, on both shared model shapes.
+TEST(TypeMix, EqualsLlamaQuantizesChoices) {
+  std::ifstream in(std::filesystem::path(__FILE__).parent_path() / "fixtures" / "llama_quantize_types.txt");
+  ASSERT_TRUE(in) << "fixtures/llama_quantize_types.txt is committed";
+  std::string line;
+  int cases = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string model, mix, imatrix, item;
+    fields >> model >> mix >> imatrix;
+    std::map<std::string, std::string> expected;
+    std::string fallback_type;
+    while (fields >> item) {
+      const size_t eq = item.find('=');
+      if (item.compare(0, eq, "default") == 0) fallback_type = item.substr(eq + 1);
+      else expected[item.substr(0, eq) + ".weight"] = item.substr(eq + 1);
+    }
+    const ModelConfig& config = model == "g" ? kGutenberg : kStories;
+    SCOPED_TRACE(line.substr(0, 20));
+    for (const TensorTypeChoice& c : choose_tensor_types(config, llama_shapes(config, true), mix, {}, imatrix == "i")) {
+      if (c.name.find("norm.weight") != std::string::npos) continue;
+      const std::string want = expected.count(c.name) ? expected[c.name] : fallback_type;
+      EXPECT_EQ(tensor_type_name(c.type), want) << c.name;
+    }
+    ++cases;
+  }
+  EXPECT_EQ(cases, 52);
+}
+
+TEST(TypeMix, LowBitMixesNeedImportanceAsInLlamaQuantize) {
+  for (const char* mix : {"IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS"})
+    EXPECT_TRUE(mix_needs_importance(mix)) << mix;
+  for (const char* mix : {"IQ3_XS", "IQ3_S", "IQ3_M", "IQ4_NL", "IQ4_XS", "TQ1_0", "TQ2_0", "Q2_K", "Q4_K_M"})
+    EXPECT_FALSE(mix_needs_importance(mix)) << mix;
+  EXPECT_TRUE(mix_needs_importance("Q4_K_M", {"ffn_down=IQ2_S"}));
 }
 
 }  // namespace

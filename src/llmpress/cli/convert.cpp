@@ -59,6 +59,9 @@ void run(const ConvertCommand& command) {
   const TensorType type = mix ? quant_mix(command.type).default_type : ggml_type_from_name(command.type);
   if (!command.tensor_types.empty() && !mix)
     throw Error("--tensor-type needs a GGUF output and a mix as --type (e.g. --type Q4_K_M)");
+  if (mix && mix_needs_importance(command.type, command.tensor_types))
+    throw Error(command.type + " needs importance weights from calibration data, which convert does not use: "
+                "llmpress quantize -m MODEL -o OUT.gguf --type " + command.type + " --calib TEXT");
 
   std::vector<NamedTensor> tensors;
   for (const auto& [name, raw] : checkpoint.tensors) tensors.push_back({name, checkpoint.load(name)});
@@ -105,9 +108,9 @@ void register_convert(CLI::App& app) {
       ->required();
   sub->add_option("--format", command->format, "gguf, hf or llama2c (default: from the output name)");
   sub->add_option("--type", command->type,
-                  "element type: F32, F16, BF16; for GGUF also a llama-quantize mix (Q2_K, Q3_K_S/M/L, Q4_K_S/M, "
-                  "Q5_K_S/M, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0: per-tensor types chosen as llama-quantize does, "
-                  "round-to-nearest) or one block type for every weight (Q3_K, Q4_K, Q5_K)")
+                  "element type: F32, F16, BF16; for GGUF also a llama-quantize mix (" + mix_list() +
+                      ": per-tensor types chosen as llama-quantize does, round-to-nearest) or one block type for "
+                      "every weight (Q3_K, Q4_K, Q5_K)")
       ->capture_default_str();
   sub->add_option("--tensor-type", command->tensor_types,
                   "REGEX=TYPE: store GGUF tensors whose name matches REGEX as TYPE (with a mix; repeatable)");

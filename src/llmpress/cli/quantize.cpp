@@ -5,6 +5,7 @@
 #include "llmpress/cli/job.h"
 #include "llmpress/core/error.h"
 #include "llmpress/pipeline/method.h"
+#include "llmpress/quant/type_mix.h"
 
 namespace llmpress::cli {
 
@@ -62,8 +63,9 @@ void register_quantize(CLI::App& app) {
                   "2/3/4/8 bits) or dense (Hugging Face folder of dequantized weights); default: gguf for a .gguf name "
                   "or with --type, else dense");
   sub->add_option("--type", command->type,
-                  "llama-quantize mix for GGUF output (Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, Q6_K, Q4_0, Q4_1, Q5_0, "
-                  "Q5_1, Q8_0; default Q4_K_M); rtn with --calib weights the blocks by the activations (imatrix)");
+                  "llama-quantize mix for GGUF output (" + mix_list() +
+                      "; default Q4_K_M); rtn with --calib weights the blocks by the activations (imatrix); IQ1_S, "
+                      "IQ1_M, IQ2_XXS, IQ2_XS and IQ2_S need --calib");
   sub->add_option("--tensor-type", command->tensor_types, "GGUF: REGEX=TYPE per-tensor override (repeatable)");
   command->options.add(*sub, "quantize", {"type", "tensor_type", "imatrix"});
   sub->callback([command] { run_job(build_recipe(*command), command->job); });

@@ -42,7 +42,24 @@ const GgmlEncoding kEncodings[] = {
     {TensorType::Q4_K, "Q4_K", kSuperBlockElements, 144, 14, true, quantize_q4_k, quantize_q4_k_weighted},
     {TensorType::Q5_K, "Q5_K", kSuperBlockElements, 176, 16, true, quantize_q5_k, quantize_q5_k_weighted},
     {TensorType::Q6_K, "Q6_K", kSuperBlockElements, 210, 18, true, quantize_q6_k, quantize_q6_k_weighted},
+    // i-quants; IQ2_XXS, IQ2_XS and IQ1_S only with importance (no plain encoder), as in ggml.
+    {TensorType::IQ1_S, "IQ1_S", kSuperBlockElements, 50, 24, true, nullptr, quantize_iq1_s_weighted},
+    {TensorType::IQ1_M, "IQ1_M", kSuperBlockElements, 56, 31, true, quantize_iq1_m, quantize_iq1_m_weighted},
+    {TensorType::IQ2_XXS, "IQ2_XXS", kSuperBlockElements, 66, 19, true, nullptr, quantize_iq2_xxs_weighted},
+    {TensorType::IQ2_XS, "IQ2_XS", kSuperBlockElements, 74, 20, true, nullptr, quantize_iq2_xs_weighted},
+    {TensorType::IQ2_S, "IQ2_S", kSuperBlockElements, 82, 28, true, quantize_iq2_s, quantize_iq2_s_weighted},
+    {TensorType::IQ3_XXS, "IQ3_XXS", kSuperBlockElements, 98, 23, true, quantize_iq3_xxs, quantize_iq3_xxs_weighted},
+    {TensorType::IQ3_S, "IQ3_S", kSuperBlockElements, 110, 26, true, quantize_iq3_s, quantize_iq3_s_weighted},
+    {TensorType::IQ4_NL, "IQ4_NL", kLegacyBlockElements, 18, 25, true, quantize_iq4_nl, quantize_iq4_nl_weighted},
+    {TensorType::IQ4_XS, "IQ4_XS", kSuperBlockElements, 136, 30, true, quantize_iq4_xs, quantize_iq4_xs_weighted},
+    {TensorType::TQ1_0, "TQ1_0", kSuperBlockElements, 54, 36, true, quantize_tq1_0, nullptr},
+    {TensorType::TQ2_0, "TQ2_0", kSuperBlockElements, 66, 37, true, quantize_tq2_0, nullptr},
 };
+
+std::string needs_importance_message(const std::string& type) {
+  return type + " needs importance weights from calibration data (as llama-quantize needs an imatrix for it): "
+                "quantize with calibration (--calib, method gptq, or rtn with imatrix)";
+}
 
 std::string encodable_names() {
   std::string known;
@@ -51,6 +68,8 @@ std::string encodable_names() {
 }
 
 }  // namespace
+
+bool ggml_needs_importance(TensorType type) { return ggml_can_encode(type) && !ggml_encoding(type).encode; }
 
 bool ggml_can_encode(TensorType type) {
   for (const GgmlEncoding& e : kEncodings)
@@ -101,8 +120,10 @@ std::vector<uint8_t> encode_rows_weighted(TensorType type, const float* src, int
     uint8_t* dst = out.data() + r * row_bytes;
     if (importance && e.encode_weighted)
       e.encode_weighted(row, row_elements, importance, dst);
-    else
+    else if (e.encode)
       e.encode(row, row_elements, dst);
+    else
+      throw Error(needs_importance_message(e.name));
   }
   return out;
 }

@@ -20,6 +20,7 @@
 #include "llmpress/pipeline/method.h"
 #include "llmpress/pipeline/routing.h"
 #include "llmpress/pipeline/stage_output.h"
+#include "llmpress/quant/type_mix.h"
 #include "llmpress/tokenizer/tokenizer.h"
 
 namespace llmpress {
@@ -107,6 +108,11 @@ void check_output_holds(const OutputSpec& output, const ModelState& state, const
                  ", or merge the adapter (merge: true, --merge) to write a quantized model");
     return;
   }
+  // The sink rounds linears without importance unless a quantize stage already chose their blocks.
+  if (output.format == "gguf" && !state.ggml && output.type != "BF16" &&
+      mix_needs_importance(output.type, output.tensor_types))
+    throw fail(output.type + " needs importance weights from calibration data (llama-quantize needs an imatrix "
+               "for it): quantize with a calibrated stage (gptq, or rtn with imatrix) of type " + output.type);
   if (output.format != "gptq") return;
   if (!state.quantized || state.ggml || state.factorized)
     throw fail("a GPTQ checkpoint stores every decoder linear on an integer grid: the last stage must quantize onto "

@@ -47,8 +47,28 @@ void dequantize_q4_k(const uint8_t* src, int64_t count, float* dst);
 void dequantize_q5_k(const uint8_t* src, int64_t count, float* dst);
 void dequantize_q6_k(const uint8_t* src, int64_t count, float* dst);
 
-// i-quants and ternary types, decoding only (ggml_iquant_blocks.cpp; grids in ggml_iquant_tables.h).
-// IQ4_NL uses 32-element blocks, the others 256-element super-blocks.
+// i-quants and ternary types (grids in ggml_iquant_tables.h). IQ4_NL uses 32-element blocks, the
+// others 256-element super-blocks. Encoders match ggml_quantize_chunk, which is what llama-quantize
+// calls: for these types its plain path is quantize_iq*(..., quant_weights = NULL), not the
+// quantize_row_*_ref functions (IQ4_NL's differs). IQ2_XXS, IQ2_XS and IQ1_S have no plain encoder:
+// ggml refuses them without importance (ggml_quantize_requires_imatrix), and so do ours.
+void quantize_iq4_nl(const float* src, int64_t count, uint8_t* dst);  // ggml_iquant_encode_iq4.cpp
+void quantize_iq4_xs(const float* src, int64_t count, uint8_t* dst);
+void quantize_iq4_nl_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq4_xs_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq3_xxs(const float* src, int64_t count, uint8_t* dst);  // ggml_iquant_encode_iq3.cpp
+void quantize_iq3_s(const float* src, int64_t count, uint8_t* dst);
+void quantize_iq3_xxs_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq3_s_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq2_s(const float* src, int64_t count, uint8_t* dst);  // ggml_iquant_encode_iq2.cpp
+void quantize_iq2_xxs_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq2_xs_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq2_s_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq1_m(const float* src, int64_t count, uint8_t* dst);  // ggml_iquant_encode_iq1.cpp
+void quantize_iq1_s_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_iq1_m_weighted(const float* row, int64_t n, const float* importance, uint8_t* dst);
+void quantize_tq1_0(const float* src, int64_t count, uint8_t* dst);  // ggml_ternary_blocks.cpp (no importance)
+void quantize_tq2_0(const float* src, int64_t count, uint8_t* dst);
 void dequantize_iq1_s(const uint8_t* src, int64_t count, float* dst);
 void dequantize_iq1_m(const uint8_t* src, int64_t count, float* dst);
 void dequantize_iq2_xxs(const uint8_t* src, int64_t count, float* dst);

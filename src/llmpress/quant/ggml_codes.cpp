@@ -5,6 +5,7 @@
 
 #include "llmpress/core/error.h"
 #include "llmpress/export/ggml_quantize.h"
+#include "llmpress/quant/ggml_iquant_tables.h"
 
 namespace llmpress {
 namespace {
@@ -31,6 +32,8 @@ CodeFields code_fields(TensorType type, int e) {
     case TensorType::Q3_K: return {two_bit(32, e), {e % 32, e / 32, 1}};
     case TensorType::Q4_K: return {k_nibble(16, e), {}};
     case TensorType::Q5_K: return {k_nibble(48, e), {16 + e % 32, 2 * (e / 64) + (e % 64) / 32, 1}};
+    case TensorType::IQ4_NL: return {nibble(2, e), {}};
+    case TensorType::IQ4_XS: return {{8 + 16 * (e / 32) + e % 16, e % 32 < 16 ? 0 : 4, 4}, {}};
     case TensorType::Q6_K: {
       const int h = e / 128, k = (e % 128) / 32, l = e % 32;
       return {{64 * h + (k % 2) * 32 + l, k < 2 ? 0 : 4, 4}, {128 + 32 * h + l, 2 * k, 2}};
@@ -47,6 +50,16 @@ void write_field(uint8_t* block, const BitField& f, int value) {
 }
 
 }  // namespace
+
+bool has_block_codes(TensorType type) {
+  switch (type) {
+    case TensorType::Q4_0: case TensorType::Q4_1: case TensorType::Q5_0: case TensorType::Q5_1:
+    case TensorType::Q8_0: case TensorType::Q2_K: case TensorType::Q3_K: case TensorType::Q4_K:
+    case TensorType::Q5_K: case TensorType::Q6_K: case TensorType::IQ4_NL: case TensorType::IQ4_XS:
+      return true;
+    default: return false;
+  }
+}
 
 BlockCodeRange block_code_range(TensorType type) {
   const CodeFields f = code_fields(type, 0);
@@ -68,10 +81,27 @@ void write_block_code(TensorType type, uint8_t* block, int element, int code) {
   if (f.high.width) write_field(block, f.high, code >> f.low.width);
 }
 
+bool block_levels_uniform(TensorType type) { return type != TensorType::IQ4_NL && type != TensorType::IQ4_XS; }
+
+std::vector<float> block_code_levels(TensorType type) {
+  const BlockCodeRange range = block_code_range(type);
+  std::vector<float> levels;
+  for (int code = range.min_code; code <= range.max_code; ++code)
+    levels.push_back(block_levels_uniform(type) ? float(code) : float(ggml_tables::kIq4nlValues[code]));
+  return levels;
+}
+
 void block_affine_grid(TensorType type, const uint8_t* block, float* scale, float* offset) {
   const GgmlEncoding& e = ggml_encoding(type);
   const int n = int(e.block_elements);
   std::vector<uint8_t> probe(block, block + e.block_bytes);
+  if (!block_levels_uniform(type)) {
+    constexpr int kLevelOne = 8;  // kIq4nlValues[8] == 1: the decoder's d * 1 is the scale itself
+    for (int i = 0; i < n; ++i) write_block_code(type, probe.data(), i, kLevelOne);
+    decode_to_f32(type, probe.data(), n, scale);
+    for (int i = 0; i < n; ++i) offset[i] = 0.0f;
+    return;
+  }
   std::vector<float> at_one(size_t(n), 0.0f);
   for (int i = 0; i < n; ++i) write_block_code(type, probe.data(), i, 0);
   decode_to_f32(type, probe.data(), n, offset);

@@ -16,6 +16,7 @@ class GgmlCompressor : public Compressor {
 
  protected:
   TensorType type_of(const std::string& name) const;  // throws Error for a layer without a type
+  const std::map<std::string, TensorType>& types() const { return types_; }
 
  private:
   std::map<std::string, TensorType> types_;

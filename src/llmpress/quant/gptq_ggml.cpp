@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "llmpress/core/error.h"
@@ -60,6 +61,32 @@ class BlockFitter {
   at::Tensor bytes_;
 };
 
+// The code whose level is nearest to x (x in units of the element's scale), and the level of a code.
+class NearestCode {
+ public:
+  NearestCode(TensorType type, const at::Device& device) : range_(block_code_range(type)) {
+    if (block_levels_uniform(type)) return;
+    const std::vector<float> levels = block_code_levels(type);
+    std::vector<float> midpoints;
+    for (size_t k = 0; k + 1 < levels.size(); ++k) midpoints.push_back(0.5f * (levels[k] + levels[k + 1]));
+    levels_ = at::tensor(levels).to(device);
+    midpoints_ = at::tensor(midpoints).to(device);
+  }
+  at::Tensor code(const at::Tensor& x) const {
+    if (!levels_.defined()) return at::clamp(at::round(x), range_.min_code, range_.max_code);
+    // Midpoints at or below x (a tie goes to the upper level, as ggml's best_index_int8).
+    return at::bucketize(x, midpoints_, /*out_int32=*/false, /*right=*/true).to(x.scalar_type());
+  }
+  at::Tensor level(const at::Tensor& code) const {
+    if (!levels_.defined()) return code;
+    return levels_.index_select(0, code.flatten().to(at::kLong)).view_as(code);
+  }
+
+ private:
+  BlockCodeRange range_;
+  at::Tensor levels_, midpoints_;
+};
+
 }  // namespace
 
 std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const at::Tensor& hessian, TensorType type,
@@ -94,7 +121,7 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
     factor.upper = at::eye(cols, h.options());
   }
   const at::Tensor u = factor.upper.to(at::kFloat);
-  const BlockCodeRange range = block_code_range(type);
+  const NearestCode nearest(type, device);
   BlockFitter fitter(type, rows, cols);
   at::Tensor codes = at::zeros({rows, cols}, w.options());
   const int64_t lazy = std::max<int64_t>(1, (options.block_size + block - 1) / block) * block;
@@ -119,9 +146,8 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
       const at::Tensor a = scale.narrow(1, k % block, 1), b = offset.narrow(1, k % block, 1);
       // A zero step (an all-zero block) makes every code give the offset: keep code 0.
       const at::Tensor target = masked ? col.masked_fill(removed.narrow(1, k, 1), 0.0) : col;
-      const at::Tensor code =
-          at::where(a != 0, at::clamp(at::round((target - b) / a), range.min_code, range.max_code), at::zeros_like(col));
-      const at::Tensor q = a * code + b;
+      const at::Tensor code = at::where(a != 0, nearest.code((target - b) / a), at::zeros_like(col));
+      const at::Tensor q = a * nearest.level(code) + b;
       codes.narrow(1, k, 1).copy_(code);
       const at::Tensor err = (col - q) / u1[i][i];
       w1.narrow(1, i, n - i).sub_(at::matmul(err, u1.narrow(0, i, 1).narrow(1, i, n - i)));
@@ -136,14 +162,27 @@ std::string GgmlGptqCompressor::describe() const {
   char text[120];
   std::snprintf(text, sizeof text, "gptq (ggml blocks) damp %.3g block %lld", options_.percdamp,
                 (long long)options_.block_size);
-  return text;
+  std::set<std::string> imatrix_only;
+  for (const auto& [name, type] : types())
+    if (ggml_encoding(type).quantized && !has_block_codes(type)) imatrix_only.insert(tensor_type_name(type));
+  std::string out = text;
+  for (const std::string& t : imatrix_only) out += (t == *imatrix_only.begin() ? "; imatrix rounding for " : ", ") + t;
+  return out;
 }
 
 std::shared_ptr<LinearWeight> GgmlGptqCompressor::compress(const std::string& name, const Linear& linear,
                                                            const InputStats& stats) {
   if (!stats.hessian.defined()) throw Error("gptq: " + name + ": no Hessian was collected");
+  const TensorType type = type_of(name);
+  if (ggml_encoding(type).quantized && !has_block_codes(type)) {
+    // Lattice types (IQ3_XXS ... IQ1_M, TQ*) code groups of 4 or 8 elements together: there are no
+    // per-column codes to round with error feedback. They get ggml's importance-weighted encoder with
+    // the Hessian diagonal as the importance (llama-quantize --imatrix on the same calibration data).
+    const at::Tensor importance = stats.hessian.diagonal().to(at::kFloat);
+    return keep_pruning_mask(*linear.weight, GgmlWeight::encode(linear.weight->dense(), type, importance));
+  }
   const PruningMask mask = linear.weight->pruning_mask();
-  return keep_pruning_mask(*linear.weight, gptq_ggml_quantize(linear.weight->dense(), stats.hessian, type_of(name),
+  return keep_pruning_mask(*linear.weight, gptq_ggml_quantize(linear.weight->dense(), stats.hessian, type,
                                                               options_, name, mask.removed));
 }
 

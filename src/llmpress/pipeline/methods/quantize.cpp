@@ -24,8 +24,9 @@ std::vector<OptionSpec> grid_options() {
           {"group", OptionType::Integer, 128, "input columns per group of the integer grid; -1: per output channel"},
           {"sym", OptionType::Boolean, false, "symmetric integer grid (zero point fixed at 2^(bits-1))"},
           {"type", OptionType::String, nullptr,
-           "quantize onto llama.cpp block types instead: a llama-quantize mix (Q2_K, Q3_K_S/M/L, Q4_K_S/M, Q5_K_S/M, "
-           "Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)"},
+           "quantize onto llama.cpp block types instead: a llama-quantize mix (Q2_K, Q2_K_S, Q3_K_S/M/L, Q4_K_S/M, "
+           "Q5_K_S/M, Q6_K, IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, IQ4_NL, IQ4_XS, "
+           "TQ1_0, TQ2_0, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)"},
           {"tensor_type", OptionType::StringList, nullptr, "with type: REGEX=TYPE per-tensor overrides (GGUF names)"}};
 }
 
@@ -39,6 +40,14 @@ std::vector<OptionSpec> gptq_options() {
 }
 
 bool onto_ggml(const StageOptions& o) { return !o.text("type").empty(); }
+
+// Whether ggml blocks are fitted with calibration statistics (llama-quantize's has_imatrix): always
+// under GPTQ (the Hessian diagonal), with the imatrix option when the blocks are rounded to nearest.
+bool rounds_with_importance(const StageOptions& o) {
+  const std::string& m = o.method();
+  if (m == "rtn" || m == "awq" || (m == "block-ap" && o.text("init") == "rtn")) return o.flag("imatrix");
+  return true;
+}
 
 IntGridSpec grid_of(const StageOptions& o) {
   IntGridSpec spec;
@@ -68,7 +77,7 @@ GptqOptions gptq_of(const StageOptions& o) {
 // Per-linear GGUF types of a mix (with its fallbacks and overrides), by Hugging Face linear name
 // without ".weight"; the GGUF sink reports the fallback notes when it writes the file.
 std::map<std::string, TensorType> linear_types(const ModelConfig& config, const std::string& mix,
-                                               const std::vector<std::string>& overrides) {
+                                               const std::vector<std::string>& overrides, bool calibrated) {
   std::vector<TensorShape> shapes;
   std::map<std::string, std::string> hf_of;
   for (const auto& [hf_name, shape] : expected_tensor_shapes(config)) {
@@ -79,7 +88,7 @@ std::map<std::string, TensorType> linear_types(const ModelConfig& config, const 
   }
   std::map<std::string, TensorType> types;
   const std::string suffix = ".weight";
-  for (const TensorTypeChoice& c : choose_tensor_types(config, shapes, mix, overrides)) {
+  for (const TensorTypeChoice& c : choose_tensor_types(config, shapes, mix, overrides, calibrated)) {
     const std::string& hf = hf_of[c.name];
     if (hf.rfind("model.layers.", 0) == 0 && hf.find("_proj.weight") != std::string::npos)
       types[hf.substr(0, hf.size() - suffix.size())] = c.type;
@@ -100,6 +109,15 @@ void check_quantize(const StageOptions& o, ModelState& state) {
     if (o.given("bits") || o.given("group") || o.given("sym"))
       throw o.error("bits", "bits/group/sym describe an integer grid; with type " + o.text("type") +
                                 " the grid is the llama.cpp block type: give one or the other");
+    if (mix_needs_importance(o.text("type"), o.list("tensor_type"))) {
+      if (o.method().rfind("awq", 0) == 0)
+        throw o.error("type", "awq's scale search rounds without importance weights, which " + o.text("type") +
+                                  " blocks need; use gptq (or rtn with imatrix)");
+      if (!rounds_with_importance(o))
+        throw o.error("type", o.text("type") + " needs importance weights from calibration data (llama-quantize "
+                              "needs an imatrix for it): give calibration text (--calib; in a recipe, imatrix: true "
+                              "for rtn) or use gptq");
+    }
     state.ggml = true;
     state.ggml_mix = o.text("type");
   } else {
@@ -151,7 +169,7 @@ std::unique_ptr<Compressor> make_quantizer(const StageOptions& o, const StageCon
   std::unique_ptr<Compressor> inner;
   FakeQuantizer fake_quantize;
   if (onto_ggml(o)) {
-    const auto types = linear_types(context.config, o.text("type"), o.list("tensor_type"));
+    const auto types = linear_types(context.config, o.text("type"), o.list("tensor_type"), rounds_with_importance(o));
     if (gptq) inner = std::make_unique<GgmlGptqCompressor>(types, gptq_of(o));
     else inner = std::make_unique<GgmlRtnCompressor>(types, o.flag("imatrix"));
     fake_quantize = [types](const std::string& name, const at::Tensor& w) {
