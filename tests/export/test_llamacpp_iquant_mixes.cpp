@@ -6,13 +6,10 @@
 #include <map>
 
 #include "cli/cli_test_util.h"
+#include "export_test_util.h"
 #include "llamacpp_node.h"
-#include "llmpress/data/text.h"
-#include "llmpress/eval/perplexity.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/io/gguf.h"
-#include "llmpress/model/transformer.h"
-#include "llmpress/tokenizer/tokenizer.h"
 #include "test_util.h"
 
 namespace llmpress {
@@ -21,15 +18,7 @@ namespace {
 constexpr int kContext = 256, kChunks = 4;
 
 double our_perplexity(const std::string& path, const std::string& text) {
-  const Checkpoint checkpoint = open_checkpoint(path);
-  const auto tokenizer = load_tokenizer(checkpoint);
-  PerplexityOptions options;
-  options.context = kContext;
-  options.max_chunks = kChunks;
-  options.llamacpp = true;
-  options.bos_id = tokenizer->bos_id();
-  options.progress = false;
-  return perplexity(Transformer::load(checkpoint), tokenizer->encode(read_text_file(text)), options).perplexity;
+  return test::llamacpp_style_perplexity(path, text, kContext, kChunks);
 }
 
 TEST(LlamaCppIquantMixes, LlamaCppRunsEveryMixWithOurPerplexity) {

@@ -18,12 +18,8 @@
 
 #include "cli/cli_test_util.h"
 #include "export_test_util.h"
-#include "llmpress/data/text.h"
-#include "llmpress/eval/perplexity.h"
 #include "llmpress/export/gguf_writer.h"
 #include "llmpress/io/gguf.h"
-#include "llmpress/model/transformer.h"
-#include "llmpress/tokenizer/tokenizer.h"
 #include "test_util.h"
 
 namespace llmpress {
@@ -57,17 +53,8 @@ double llamacpp_perplexity(const std::string& bin, const std::string& model, con
   return std::stod(m[1]);
 }
 
-double our_perplexity(const std::string& model_path, const std::string& text) {
-  const Checkpoint checkpoint = open_checkpoint(model_path);
-  const auto tokenizer = load_tokenizer(checkpoint);
-  const Transformer model = Transformer::load(checkpoint);
-  PerplexityOptions options;
-  options.context = kContext;
-  options.max_chunks = kChunks;
-  options.llamacpp = true;
-  options.bos_id = tokenizer->bos_id();
-  options.progress = false;
-  return perplexity(model, tokenizer->encode(read_text_file(text)), options).perplexity;
+double our_perplexity(const std::string& path, const std::string& text) {
+  return test::llamacpp_style_perplexity(path, text, kContext, kChunks);
 }
 
 // Tensors of each ggml type in a GGUF file, by type name.

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "llmpress/model/sparse_weight.h"
 #include "llmpress/export/ggml_quantize.h"
 #include "llmpress/quant/ggml_codes.h"
+#include "llmpress/quant/ggml_lattice_codes.h"
 #include "llmpress/quant/hessian_factor.h"
 
 namespace llmpress {
@@ -25,20 +27,47 @@ class BlockFitter {
         row_bytes_(int64_t(ggml_encoded_bytes(type, cols, 1))),
         bytes_(at::zeros({rows, row_bytes_}, at::kByte)) {}
 
-  // Fits block `block` of every row to part [rows, block_elements] (CPU float32) and returns
-  // each element's grid (scale, offset), both [rows, block_elements].
-  std::pair<at::Tensor, at::Tensor> fit(int64_t block, const at::Tensor& part, const float* importance) {
+  // Encodes block `block` of every row from part [rows, block_elements] (CPU float32): its header
+  // (scales, mins) is what the later rounding keeps.
+  void fit_headers(int64_t block, const at::Tensor& part, const float* importance) {
     const int64_t n = enc_.block_elements;
-    at::Tensor scale = at::empty({rows_, n}, at::kFloat), offset = at::empty({rows_, n}, at::kFloat);
     const float* src = part.data_ptr<float>();
     for (int64_t r = 0; r < rows_; ++r) {
       uint8_t* dst = block_at(r, block);
       if (enc_.encode_weighted && importance) enc_.encode_weighted(src + r * n, n, importance, dst);
       else enc_.encode(src + r * n, n, dst);
-      block_affine_grid(enc_.type, dst, scale.data_ptr<float>() + r * n, offset.data_ptr<float>() + r * n);
     }
+  }
+
+  // fit_headers, then each element's grid (scale, offset), both [rows, block_elements].
+  std::pair<at::Tensor, at::Tensor> fit(int64_t block, const at::Tensor& part, const float* importance) {
+    fit_headers(block, part, importance);
+    const int64_t n = enc_.block_elements;
+    at::Tensor scale = at::empty({rows_, n}, at::kFloat), offset = at::empty({rows_, n}, at::kFloat);
+    for (int64_t r = 0; r < rows_; ++r)
+      block_affine_grid(enc_.type, block_at(r, block), scale.data_ptr<float>() + r * n, offset.data_ptr<float>() + r * n);
     return {scale, offset};
   }
+
+  // Lattice types: re-codes the 8-column group starting at column k of every row to the lattice point
+  // nearest to target [rows, 8] (CPU float32) under the column weights, and returns the values it
+  // decodes to, [rows, 8].
+  at::Tensor recode_group(int64_t k, const at::Tensor& target, const float* weight) {
+    const int64_t n = enc_.block_elements, g = (k % n) / kLatticeGroupElements;
+    at::Tensor values = at::empty({rows_, kLatticeGroupElements}, at::kFloat);
+    std::vector<float> decoded(static_cast<size_t>(n));
+    const float* t = target.data_ptr<float>();
+    for (int64_t r = 0; r < rows_; ++r) {
+      uint8_t* dst = block_at(r, k / n);
+      write_nearest_group(enc_.type, dst, int(g), t + r * kLatticeGroupElements, weight);
+      decode_to_f32(enc_.type, dst, n, decoded.data());
+      std::memcpy(values.data_ptr<float>() + r * kLatticeGroupElements, decoded.data() + g * kLatticeGroupElements,
+                  sizeof(float) * kLatticeGroupElements);
+    }
+    return values;
+  }
+
+  at::Tensor bytes() const { return bytes_; }
 
   // Stores the chosen codes ([rows, cols] int32) into the fitted blocks.
   at::Tensor pack(const at::Tensor& codes) {
@@ -121,12 +150,17 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
     factor.upper = at::eye(cols, h.options());
   }
   const at::Tensor u = factor.upper.to(at::kFloat);
-  const NearestCode nearest(type, device);
+  // Lattice types are rounded 8 columns at a time (vector rounding), each column's error then spread
+  // as GPTQ does; the others one column at a time.
+  const bool lattice = has_lattice_codes(type);
+  if (!lattice && !has_block_codes(type)) throw Error("gptq: " + name + ": no code layout for " + enc.name);
+  const int64_t step = lattice ? kLatticeGroupElements : 1;
+  const std::optional<NearestCode> nearest = lattice ? std::nullopt : std::make_optional<NearestCode>(type, device);
   BlockFitter fitter(type, rows, cols);
   at::Tensor codes = at::zeros({rows, cols}, w.options());
   const int64_t lazy = std::max<int64_t>(1, (options.block_size + block - 1) / block) * block;
 
-  at::Tensor scale, offset;
+  at::Tensor scale, offset, q_group;  // q_group: the rounded values of the current `step` columns
   for (int64_t i1 = 0; i1 < cols; i1 += lazy) {
     const int64_t n = std::min(lazy, cols - i1), i2 = i1 + n;
     at::Tensor w1 = w.narrow(1, i1, n).clone();
@@ -138,24 +172,39 @@ std::shared_ptr<GgmlWeight> gptq_ggml_quantize(const at::Tensor& weight, const a
         at::Tensor part = w1.narrow(1, i, block);
         if (masked) part = part.masked_fill(removed.narrow(1, k, block), 0.0);
         part = part.to(at::kCPU).contiguous();
-        std::tie(scale, offset) = fitter.fit(k / block, part, importance.data_ptr<float>() + k);
-        scale = scale.to(device);
-        offset = offset.to(device);
+        if (lattice) {
+          fitter.fit_headers(k / block, part, importance.data_ptr<float>() + k);
+        } else {
+          std::tie(scale, offset) = fitter.fit(k / block, part, importance.data_ptr<float>() + k);
+          scale = scale.to(device);
+          offset = offset.to(device);
+        }
+      }
+      if (k % step == 0) {
+        at::Tensor target = w1.narrow(1, i, step);
+        if (masked) target = target.masked_fill(removed.narrow(1, k, step), 0.0);
+        if (lattice) {
+          // Each column's share of the loss: (w - q)^2 / U_jj^2, GPTQ's per-column error weight.
+          const at::Tensor weight = u1.diagonal().narrow(0, i, step).square().reciprocal().to(at::kCPU).contiguous();
+          q_group = fitter.recode_group(k, target.to(at::kCPU).contiguous(), weight.data_ptr<float>()).to(device);
+        } else {
+          const at::Tensor a = scale.narrow(1, k % block, 1), b = offset.narrow(1, k % block, 1);
+          // A zero step (an all-zero block) makes every code give the offset: keep code 0.
+          const at::Tensor code = at::where(a != 0, nearest->code((target - b) / a), at::zeros_like(target));
+          codes.narrow(1, k, 1).copy_(code);
+          q_group = a * nearest->level(code) + b;
+        }
       }
       const at::Tensor col = w1.narrow(1, i, 1);
-      const at::Tensor a = scale.narrow(1, k % block, 1), b = offset.narrow(1, k % block, 1);
-      // A zero step (an all-zero block) makes every code give the offset: keep code 0.
-      const at::Tensor target = masked ? col.masked_fill(removed.narrow(1, k, 1), 0.0) : col;
-      const at::Tensor code = at::where(a != 0, nearest.code((target - b) / a), at::zeros_like(col));
-      const at::Tensor q = a * nearest.level(code) + b;
-      codes.narrow(1, k, 1).copy_(code);
+      const at::Tensor q = q_group.narrow(1, k % step, 1);
       const at::Tensor err = (col - q) / u1[i][i];
       w1.narrow(1, i, n - i).sub_(at::matmul(err, u1.narrow(0, i, 1).narrow(1, i, n - i)));
       err1.narrow(1, i, 1).copy_(err);
     }
     if (i2 < cols) w.narrow(1, i2, cols - i2).sub_(at::matmul(err1, u.narrow(0, i1, n).narrow(1, i2, cols - i2)));
   }
-  return std::make_shared<GgmlWeight>(type, fitter.pack(codes.to(at::kCPU, at::kInt).contiguous()), cols, device);
+  const at::Tensor bytes = lattice ? fitter.bytes() : fitter.pack(codes.to(at::kCPU, at::kInt).contiguous());
+  return std::make_shared<GgmlWeight>(type, bytes, cols, device);
 }
 
 std::string GgmlGptqCompressor::describe() const {
@@ -164,7 +213,8 @@ std::string GgmlGptqCompressor::describe() const {
                 (long long)options_.block_size);
   std::set<std::string> imatrix_only;
   for (const auto& [name, type] : types())
-    if (ggml_encoding(type).quantized && !has_block_codes(type)) imatrix_only.insert(tensor_type_name(type));
+    if (ggml_encoding(type).quantized && !has_block_codes(type) && !has_lattice_codes(type))
+      imatrix_only.insert(tensor_type_name(type));
   std::string out = text;
   for (const std::string& t : imatrix_only) out += (t == *imatrix_only.begin() ? "; imatrix rounding for " : ", ") + t;
   return out;
@@ -174,10 +224,9 @@ std::shared_ptr<LinearWeight> GgmlGptqCompressor::compress(const std::string& na
                                                            const InputStats& stats) {
   if (!stats.hessian.defined()) throw Error("gptq: " + name + ": no Hessian was collected");
   const TensorType type = type_of(name);
-  if (ggml_encoding(type).quantized && !has_block_codes(type)) {
-    // Lattice types (IQ3_XXS ... IQ1_M, TQ*) code groups of 4 or 8 elements together: there are no
-    // per-column codes to round with error feedback. They get ggml's importance-weighted encoder with
-    // the Hessian diagonal as the importance (llama-quantize --imatrix on the same calibration data).
+  if (ggml_encoding(type).quantized && !has_block_codes(type) && !has_lattice_codes(type)) {
+    // The ternary types: no per-column codes; ggml's importance-weighted encoder with the Hessian
+    // diagonal as the importance (llama-quantize --imatrix on the same calibration data).
     const at::Tensor importance = stats.hessian.diagonal().to(at::kFloat);
     return keep_pruning_mask(*linear.weight, GgmlWeight::encode(linear.weight->dense(), type, importance));
   }
