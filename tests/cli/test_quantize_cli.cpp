@@ -57,5 +57,30 @@ TEST(CliQuantize, ClearErrors) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("x")));
 }
 
+// The mixes llama-quantize refuses without an imatrix are refused without calibration, before any work,
+// by quantize (rtn), convert and a pipeline whose output mix would be rounded without importance.
+TEST(CliQuantize, LowBitIquantMixesNeedCalibration) {
+  LLMPRESS_REQUIRE_SHARED("models/stories260K/stories260K.bin");
+  const std::string model = test::shared_path("models/stories260K/stories260K.bin");
+  test::TempDir dir;
+  for (const char* mix : {"IQ2_XS", "IQ1_M", "IQ3_XXS"}) {
+    RunResult r = llmpress("quantize -m " + model + " -o " + dir.file("x.gguf") + " --method rtn --type " + mix);
+    EXPECT_EQ(r.exit_code, 1) << mix;
+    EXPECT_NE(r.err.find(std::string(mix) + " needs importance weights"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("--calib"), std::string::npos) << r.err;
+    r = llmpress("convert -m " + model + " -o " + dir.file("x.gguf") + " --type " + mix);
+    EXPECT_EQ(r.exit_code, 1) << mix;
+    EXPECT_NE(r.err.find("--calib"), std::string::npos) << r.err;
+  }
+  RunResult r = llmpress("quantize -m " + model + " -o " + dir.file("x.gguf") + " --method awq --type IQ2_XXS --calib " +
+                         test::shared_path("data/tinystories-calib.txt"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("use gptq"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
+  // Without calibration the types that do not need it are written (IQ4_XS falls back to IQ4_NL on these rows).
+  r = llmpress("convert -m " + model + " -o " + dir.file("x.gguf") + " --type IQ4_XS");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
 }  // namespace
 }  // namespace llmpress

@@ -65,7 +65,7 @@ void register_quantize(CLI::App& app) {
   sub->add_option("--type", command->type,
                   "llama-quantize mix for GGUF output (" + mix_list() +
                       "; default Q4_K_M); rtn with --calib weights the blocks by the activations (imatrix); IQ1_S, "
-                      "IQ1_M, IQ2_XXS, IQ2_XS and IQ2_S need --calib");
+                      "IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M and IQ3_XXS need --calib");
   sub->add_option("--tensor-type", command->tensor_types, "GGUF: REGEX=TYPE per-tensor override (repeatable)");
   command->options.add(*sub, "quantize", {"type", "tensor_type", "imatrix"});
   sub->callback([command] { run_job(build_recipe(*command), command->job); });

@@ -14,22 +14,22 @@ namespace llmpress {
 namespace {
 
 const QuantMix kMixes[] = {
-    {"F32", TensorType::F32, 0, false},        {"F16", TensorType::F16, 1, false},
-    {"Q4_0", TensorType::Q4_0, 2, true},       {"Q4_1", TensorType::Q4_1, 3, true},
-    {"Q8_0", TensorType::Q8_0, 7, true},       {"Q5_0", TensorType::Q5_0, 8, true},
-    {"Q5_1", TensorType::Q5_1, 9, true},       {"Q2_K", TensorType::Q2_K, 10, true},
-    {"Q3_K_S", TensorType::Q3_K, 11, true},    {"Q3_K_M", TensorType::Q3_K, 12, true},
-    {"Q3_K_L", TensorType::Q3_K, 13, true},    {"Q4_K_S", TensorType::Q4_K, 14, true},
-    {"Q4_K_M", TensorType::Q4_K, 15, true},    {"Q5_K_S", TensorType::Q5_K, 16, true},
-    {"Q5_K_M", TensorType::Q5_K, 17, true},    {"Q6_K", TensorType::Q6_K, 18, true},
-    {"IQ2_XXS", TensorType::IQ2_XXS, 19, true}, {"IQ2_XS", TensorType::IQ2_XS, 20, true},
-    {"Q2_K_S", TensorType::Q2_K, 21, true},    {"IQ3_XS", TensorType::IQ3_S, 22, true},
-    {"IQ3_XXS", TensorType::IQ3_XXS, 23, true}, {"IQ1_S", TensorType::IQ1_S, 24, true},
-    {"IQ4_NL", TensorType::IQ4_NL, 25, true},  {"IQ3_S", TensorType::IQ3_S, 26, true},
-    {"IQ3_M", TensorType::IQ3_S, 27, true},    {"IQ2_S", TensorType::IQ2_XS, 28, true},
-    {"IQ2_M", TensorType::IQ2_S, 29, true},    {"IQ4_XS", TensorType::IQ4_XS, 30, true},
-    {"IQ1_M", TensorType::IQ1_M, 31, true},    {"TQ1_0", TensorType::TQ1_0, 36, true},
-    {"TQ2_0", TensorType::TQ2_0, 37, true},
+    {"F32", TensorType::F32, 0, false},          {"F16", TensorType::F16, 1, false},
+    {"Q2_K", TensorType::Q2_K, 10, true},        {"Q2_K_S", TensorType::Q2_K, 21, true},
+    {"Q3_K_S", TensorType::Q3_K, 11, true},      {"Q3_K_M", TensorType::Q3_K, 12, true},
+    {"Q3_K_L", TensorType::Q3_K, 13, true},      {"Q4_K_S", TensorType::Q4_K, 14, true},
+    {"Q4_K_M", TensorType::Q4_K, 15, true},      {"Q5_K_S", TensorType::Q5_K, 16, true},
+    {"Q5_K_M", TensorType::Q5_K, 17, true},      {"Q6_K", TensorType::Q6_K, 18, true},
+    {"IQ1_S", TensorType::IQ1_S, 24, true},      {"IQ1_M", TensorType::IQ1_M, 31, true},
+    {"IQ2_XXS", TensorType::IQ2_XXS, 19, true},  {"IQ2_XS", TensorType::IQ2_XS, 20, true},
+    {"IQ2_S", TensorType::IQ2_XS, 28, true},     {"IQ2_M", TensorType::IQ2_S, 29, true},
+    {"IQ3_XXS", TensorType::IQ3_XXS, 23, true},  {"IQ3_XS", TensorType::IQ3_S, 22, true},
+    {"IQ3_S", TensorType::IQ3_S, 26, true},      {"IQ3_M", TensorType::IQ3_S, 27, true},
+    {"IQ4_NL", TensorType::IQ4_NL, 25, true},    {"IQ4_XS", TensorType::IQ4_XS, 30, true},
+    {"TQ1_0", TensorType::TQ1_0, 36, true},      {"TQ2_0", TensorType::TQ2_0, 37, true},
+    {"Q4_0", TensorType::Q4_0, 2, true},         {"Q4_1", TensorType::Q4_1, 3, true},
+    {"Q5_0", TensorType::Q5_0, 8, true},         {"Q5_1", TensorType::Q5_1, 9, true},
+    {"Q8_0", TensorType::Q8_0, 7, true},
 };
 
 std::string upper(std::string s) {

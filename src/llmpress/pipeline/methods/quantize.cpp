@@ -181,7 +181,15 @@ std::unique_ptr<Compressor> make_quantizer(const StageOptions& o, const StageCon
     else inner = std::make_unique<RtnCompressor>(grid);
     fake_quantize = [grid](const std::string&, const at::Tensor& w) { return rtn_quantize(w, grid)->dense(); };
   }
-  if (awq) inner = std::make_unique<AwqCompressor>(std::move(inner), fake_quantize);
+  if (awq) {
+    AwqOptions options;
+    options.clip = o.flag("clip");
+    // Clipping groups: the integer grid's groups (per channel: the whole row); ggml: the smallest block.
+    options.clip_group = onto_ggml(o) ? 32 : grid_of(o).group_size;
+    auto awq_compressor = std::make_unique<AwqCompressor>(std::move(inner), fake_quantize, options);
+    awq_compressor->report_clipping_to(context.notes);
+    inner = std::move(awq_compressor);
+  }
   return std::make_unique<FactorwiseQuantizer>(std::move(inner));
 }
 
@@ -194,6 +202,11 @@ MethodSpec quantize_method(const std::string& name, const std::string& summary, 
   if (!gptq)
     m.options.push_back({"imatrix", OptionType::Boolean, false,
                          "with type: weight each block by the calibration activations (llama.cpp's imatrix)"});
+  if (awq)
+    m.options.push_back({"clip", OptionType::Boolean, true,
+                         "AWQ's weight clipping after the scales: per row and group, clamp to the fraction "
+                         "(1, 0.95, ..., 0.55) of max|w| whose quantization best keeps the outputs (not q/k_proj); on by "
+                         "default, --clip=false (clip: false) for the scales alone"});
   m.needs_calibration = [gptq, awq](const StageOptions& o) {
     return gptq || awq || (onto_ggml(o) && o.flag("imatrix"));
   };
