@@ -143,7 +143,18 @@ TEST(TokenizerJson, HostileFilesGiveOneClearError) {
   json bad_vocab = small_tokenizer_json();
   bad_vocab["model"]["vocab"]["oops"] = "not a number";
   write(path, bad_vocab.dump());
-  expect_file_error(path, "malformed tokenizer.json");
+  expect_file_error(path, "token \"oops\" has a non-integer id");
+
+  // Found by fuzz_tokenizer_json (fuzz/regressions/tokenizer_json/float-token-id.json): a float id
+  // beyond int64 was cast to an integer (UBSan: float-cast-overflow).
+  json float_id = small_tokenizer_json();
+  float_id["model"]["vocab"]["oops"] = 1.86889e97;
+  write(path, float_id.dump());
+  expect_file_error(path, "token \"oops\" has a non-integer id");
+  json float_added = small_tokenizer_json();
+  float_added["added_tokens"] = json::array({{{"id", 2.5}, {"content", "<x>"}, {"special", true}}});
+  write(path, float_added.dump());
+  expect_file_error(path, "token \"<x>\" has a non-integer id");
 
   json wordpiece = small_tokenizer_json();
   wordpiece["model"]["type"] = "WordPiece";

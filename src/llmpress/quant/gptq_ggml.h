@@ -3,8 +3,11 @@
 // that llama.cpp runs. At the first column of each block (32 or 256 columns) every row's block
 // header (scales, mins) is fitted by ggml's importance-weighted quantizer on the weights as GPTQ
 // has updated them so far, with the Hessian diagonal as importance (llama.cpp's imatrix); then the
-// block's columns are rounded one at a time onto that header's grid, each column's error spread
-// onto the later columns through the inverse Hessian as in GPTQ.
+// block's columns are rounded one at a time onto that header's grid (IQ4_NL/IQ4_XS: its 16 levels),
+// each column's error spread onto the later columns through the inverse Hessian as in GPTQ. The
+// lattice i-quants (IQ1_S ... IQ3_S) are rounded 8 columns at a time: each row's group of 8 becomes
+// the lattice point nearest to it under the header (ggml_lattice_codes.h), then the 8 columns' errors
+// are spread one after the other. TQ1_0/TQ2_0 get ggml's importance-weighted encoder.
 #include "llmpress/quant/ggml_compressor.h"
 #include "llmpress/quant/ggml_weight.h"
 #include "llmpress/quant/gptq.h"

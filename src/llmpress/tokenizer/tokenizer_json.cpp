@@ -53,6 +53,14 @@ void read_pre_tokenizer(const json& node, PreTokenizerFacts& facts) {
   }
 }
 
+// A token id: an integer JSON number (a float such as 1e97 would not even convert safely).
+int64_t token_id(const json& value, const std::string& token) {
+  if (!value.is_number_integer()) throw Error("token \"" + token + "\" has a non-integer id");
+  const int64_t id = value.get<int64_t>();
+  if (id < 0 || id > (1 << 24)) throw Error("token \"" + token + "\" has implausible id " + std::to_string(id));
+  return id;
+}
+
 bool mentions_byte_level(const json& node) {
   if (node.is_object()) {
     if (node.value("type", "") == "ByteLevel") return true;
@@ -142,8 +150,7 @@ TokenizerJson read(const std::string& path, const json& root, int64_t vocab_size
   std::vector<std::pair<std::string, int64_t>> entries;
   int64_t max_id = -1;
   for (const auto& item : model.at("vocab").items()) {
-    const int64_t id = item.value().get<int64_t>();
-    if (id < 0 || id > (1 << 24)) throw Error("token \"" + item.key() + "\" has implausible id " + std::to_string(id));
+    const int64_t id = token_id(item.value(), item.key());
     entries.emplace_back(item.key(), id);
     max_id = std::max(max_id, id);
   }
@@ -155,10 +162,8 @@ TokenizerJson read(const std::string& path, const json& root, int64_t vocab_size
   std::vector<Added> added;
   if (root.contains("added_tokens") && root.at("added_tokens").is_array()) {
     for (const json& token : root.at("added_tokens")) {
-      added.push_back({token.at("content").get<std::string>(), token.at("id").get<int64_t>(),
-                       token.value("special", false)});
-      if (added.back().id < 0 || added.back().id > (1 << 24))
-        throw Error("added token \"" + added.back().content + "\" has implausible id");
+      const std::string content = token.at("content").get<std::string>();
+      added.push_back({content, token_id(token.at("id"), content), token.value("special", false)});
       max_id = std::max(max_id, added.back().id);
     }
   }
