@@ -8,14 +8,12 @@
 
 #include "llmpress/core/error.h"
 #include "llmpress/core/half.h"
+#include "llmpress/quant/ggml_block_bytes.h"
 
 namespace llmpress {
 namespace {
 
-void store_u16(uint8_t* dst, uint16_t v) {  // little-endian, alignment-free
-  dst[0] = uint8_t(v & 0xff);
-  dst[1] = uint8_t(v >> 8);
-}
+using ggml_blocks::store_u16;
 
 void encode_f32(const float* src, int64_t count, uint8_t* dst) { std::memcpy(dst, src, size_t(count) * 4); }
 

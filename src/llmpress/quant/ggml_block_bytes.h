@@ -1,5 +1,5 @@
 #pragma once
-// Little-endian f16 fields inside ggml blocks (blocks are packed, so no aligned loads).
+// Little-endian fields inside ggml blocks (blocks are packed, so no aligned loads).
 #include <cstdint>
 
 #include <cstring>
@@ -7,6 +7,18 @@
 #include "llmpress/core/half.h"
 
 namespace llmpress::ggml_blocks {
+
+inline uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
+inline uint32_t load_u32(const uint8_t* p) {
+  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
+inline void store_u16(uint8_t* p, uint16_t v) {
+  p[0] = uint8_t(v & 0xff);
+  p[1] = uint8_t(v >> 8);
+}
+inline void store_u32(uint8_t* p, uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
+}
 
 inline void store_f16(uint8_t* dst, float v) {
   const uint16_t h = f32_to_f16(v);

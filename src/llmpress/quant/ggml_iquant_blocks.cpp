@@ -14,16 +14,14 @@ namespace llmpress {
 namespace {
 
 using ggml_blocks::load_f16;
+using ggml_blocks::load_u16;
+using ggml_blocks::load_u32;
 using ggml_tables::grid_byte;
 using ggml_tables::kIq2SignMask;
 
 constexpr int QK = int(kSuperBlockElements);
 constexpr float kIq1Delta = 0.125f;  // IQ1S_DELTA = IQ1M_DELTA: the grid's shift for a group
 
-uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
-uint32_t load_u32(const uint8_t* p) {
-  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
 
 // `n` elements of `entry` times `scale`, element j negated when bit j of `signs` is set.
 // (ggml multiplies by -1.f or 1.f, which is exactly negation.)

@@ -21,6 +21,7 @@ namespace {
 
 using ggml_blocks::nearest_int;
 using ggml_blocks::store_f16;
+using ggml_blocks::store_u16;
 using ggml_lattice::Iq2Lattice;
 
 constexpr int QK = int(kSuperBlockElements);
@@ -38,10 +39,6 @@ const Iq2Lattice& lattice() { return ggml_lattice::iq2_lattice(2048); }
 // Code (0, 1, 2) of element j of a lattice grid entry (stored as 2 * code + 1).
 int grid_code(uint64_t entry, int j) { return (int8_t(entry >> (8 * j)) - 1) / 2; }
 
-void store_u16(uint8_t* dst, uint16_t v) {
-  dst[0] = uint8_t(v & 0xff);
-  dst[1] = uint8_t(v >> 8);
-}
 
 [[noreturn]] void no_fit(const char* type) {
   throw Error(std::string(type) + ": a group has no usable fit (non-finite values or all-zero importance)");

@@ -24,6 +24,8 @@ namespace {
 
 using ggml_blocks::nearest_int;
 using ggml_blocks::store_f16;
+using ggml_blocks::store_u16;
+using ggml_blocks::store_u32;
 using ggml_lattice::Iq2Lattice;
 using ggml_tables::grid_byte;
 
@@ -35,13 +37,6 @@ constexpr float kIq2sMaxEps = 1e-8f;     // IQ2_S treats groups below this as ze
 enum class Kind { kXxs, kXs, kS };
 constexpr int group_size(Kind kind) { return kind == Kind::kXxs ? 32 : 16; }
 
-void store_u16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v);
-  p[1] = uint8_t(v >> 8);
-}
-void store_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
-}
 
 // ggml's MAX macro; unlike std::max it returns the second argument when either is NaN.
 float ggml_max(float a, float b) { return a > b ? a : b; }

@@ -128,8 +128,7 @@ void encode_iq4_xs_block(const float* x, const float* importance, uint8_t* dst) 
     scales_l[g / 2] |= uint8_t((code & 0xf) << (4 * (g % 2)));
     scales_h |= uint16_t((code >> 4) << (2 * g));
   }
-  dst[2] = uint8_t(scales_h & 0xff);
-  dst[3] = uint8_t(scales_h >> 8);
+  ggml_blocks::store_u16(dst + 2, scales_h);
 }
 
 }  // namespace

@@ -35,18 +35,14 @@ namespace llmpress::ggml_lattice_detail {
 namespace {
 
 using ggml_blocks::load_f16;
+using ggml_blocks::load_u32;
+using ggml_blocks::store_u32;
 using ggml_tables::grid_byte;
 
 constexpr int kLevels = 3;
 constexpr int kHalfPatterns = 81;  // 3^4 level patterns of 4 elements
 constexpr double kMargin = 1e-12;  // pass 2 re-scores entries within this relative distance of pass 1's best
 
-uint32_t load_u32(const uint8_t* p) {
-  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-void store_u32(uint8_t* p, uint32_t v) {
-  for (int k = 0; k < 4; ++k) p[k] = uint8_t(v >> (8 * k));
-}
 
 // One decoder grid, re-expressed per element as a level 0..2 of kLevelBytes; built once per type.
 struct Iq2Grid {

@@ -28,22 +28,15 @@ namespace llmpress::ggml_lattice_detail {
 namespace {
 
 using ggml_blocks::load_f16;
+using ggml_blocks::load_u16;
+using ggml_blocks::load_u32;
+using ggml_blocks::store_u16;
+using ggml_blocks::store_u32;
 using ggml_tables::grid_byte;
 
 constexpr float kIq1Delta = 0.125f;  // as the decoder
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-uint16_t load_u16(const uint8_t* p) { return uint16_t(p[0] | (p[1] << 8)); }
-uint32_t load_u32(const uint8_t* p) {
-  return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
-}
-void store_u16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v);
-  p[1] = uint8_t(v >> 8);
-}
-void store_u32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i));
-}
 
 // A 4-element grid (IQ3) as level indices: the grid's distinct magnitudes (8 in both grids), and per
 // entry the pair codes a + 8b of its elements (0, 1) and (2, 3).
