@@ -52,16 +52,17 @@ Recipe build_recipe(const QuantizeCommand& command) {
 void register_quantize(CLI::App& app) {
   auto command = std::make_shared<QuantizeCommand>();
   CLI::App* sub = app.add_subcommand(
-      "quantize", "post-training quantization (RTN, GPTQ, AWQ) to llama.cpp block types, a GPTQ checkpoint or a grid");
+      "quantize", "post-training quantization (RTN, GPTQ, AWQ) to llama.cpp block types, a GPTQ or AWQ checkpoint or a grid");
   add_job_flags(*sub, command->job,
-                "output: NAME.gguf (llama.cpp), or a folder (Hugging Face: dense fake-quantized, or --format gptq)");
+                "output: NAME.gguf (llama.cpp), or a folder (Hugging Face: dense fake-quantized, or --format gptq / awq)");
   sub->add_option("--method", command->method,
                   "rtn, gptq, awq (activation-aware scales, then rtn) or awq-gptq; default: gptq with --calib, "
                   "rtn without");
   sub->add_option("--format", command->format,
                   "gguf (llama.cpp blocks of --type), gptq (Hugging Face GPTQ checkpoint: qweight/qzeros/scales/g_idx, "
-                  "2/3/4/8 bits) or dense (Hugging Face folder of dequantized weights); default: gguf for a .gguf name "
-                  "or with --type, else dense");
+                  "2/3/4/8 bits), awq (AWQ GEMM checkpoint: qweight/qzeros/scales, 4 bits, no act-order) or dense "
+                  "(Hugging Face folder of dequantized weights); default: gguf for a .gguf name or with --type, else "
+                  "dense");
   sub->add_option("--type", command->type,
                   "llama-quantize mix for GGUF output (" + mix_list() +
                       "; default Q4_K_M); rtn with --calib weights the blocks by the activations (imatrix); IQ1_S, "

@@ -41,6 +41,36 @@ nlohmann::json gptq_quantization_config(const IntGridSpec& spec, bool act_order,
   return q;
 }
 
+std::vector<NamedTensor> awq_packed_tensors(const std::string& module, const QuantizedWeight& weight) {
+  return {{module + ".qweight", pack_awq_columns(weight.codes().t())},
+          {module + ".qzeros", pack_awq_columns(weight.zeros().t())},
+          {module + ".scales", weight.scales().t().to(at::kHalf).contiguous()}};
+}
+
+void check_awq_layer(const std::string& target, const std::string& name, const IntGridSpec& s, bool act_order,
+                     int64_t out, int64_t in) {
+  if (s.bits != 4)
+    throw Error(target + ": AWQ checkpoints hold 4-bit grids only, not " + std::to_string(s.bits) +
+                " bits; use --bits 4, or --format gptq");
+  if (act_order)
+    throw Error(target + ": " + name + " was quantized in act-order, whose groups AWQ cannot store (it has no g_idx); "
+                "quantize without --act-order, or use --format gptq");
+  if (in % 32 != 0 || out % 32 != 0 || (s.group_size > 0 && in % s.group_size != 0))
+    throw Error(target + ": " + name + " is " + std::to_string(out) + " x " + std::to_string(in) +
+                "; AWQ packing needs both sizes to be multiples of 32 and of the group size (use --format dense or gguf)");
+}
+
+nlohmann::json awq_quantization_config(const IntGridSpec& spec, const nlohmann::json& meta) {
+  nlohmann::json q = {{"quant_method", "awq"},
+                      {"bits", spec.bits},
+                      {"group_size", spec.group_size > 0 ? spec.group_size : -1},
+                      {"zero_point", true},
+                      {"version", "gemm"},
+                      {"modules_to_not_convert", nullptr}};
+  for (const auto& [key, value] : meta.items()) q[key] = value;
+  return q;
+}
+
 void write_gptq_checkpoint(const std::string& dir, const ModelConfig& config, const std::vector<NamedTensor>& tensors,
                            const std::map<std::string, std::shared_ptr<const QuantizedWeight>>& linears,
                            const std::vector<std::string>& tokenizer_files, const nlohmann::json& meta) {

@@ -1,7 +1,8 @@
 #pragma once
 // Hugging Face GPTQ checkpoints (formats.md 5.1, 5.2): each quantized linear stored as qweight,
 // qzeros, scales and g_idx, with quantization_config in config.json, in the layout
-// transformers/optimum, AutoGPTQ, GPTQModel and vLLM load.
+// transformers/optimum, AutoGPTQ, GPTQModel and vLLM load; and AWQ checkpoints, the same integer
+// grid packed another way.
 #include <map>
 #include <memory>
 #include <string>
@@ -28,6 +29,16 @@ void check_gptq_layer(const std::string& target, const std::string& name, const 
 // config.json's quantization_config for linears all on `spec`; `meta` adds or overrides fields.
 nlohmann::json gptq_quantization_config(const IntGridSpec& spec, bool act_order, bool zero_minus_one,
                                         const nlohmann::json& meta);
+
+// AWQ (GEMM) checkpoints (formats.md 5.3), as AutoAWQ writes them and transformers and vLLM load
+// them: qweight [in, out/8] and qzeros [groups, out/8] packed along the output dim, scales
+// [groups, out] float16, zero points stored as they are, no g_idx.
+std::vector<NamedTensor> awq_packed_tensors(const std::string& module, const QuantizedWeight& weight);
+// Throws Error naming `target` and the layer when AWQ cannot hold it (not 4 bits, act-order, sizes
+// not multiples of 32).
+void check_awq_layer(const std::string& target, const std::string& name, const IntGridSpec& spec, bool act_order,
+                     int64_t out, int64_t in);
+nlohmann::json awq_quantization_config(const IntGridSpec& spec, const nlohmann::json& meta);
 
 // Writes the folder atomically. `tensors`: every tensor of the model under its Hugging Face name
 // (the quantized linears' entries only supply shapes); `linears`: the quantized ones by weight name

@@ -8,6 +8,7 @@
 #include "llmpress/data/text.h"
 #include "llmpress/io/checkpoint.h"
 #include "llmpress/io/gptq_packing.h"
+#include "llmpress/io/mapped_file.h"
 
 namespace llmpress {
 
@@ -31,6 +32,94 @@ at::Tensor decode_raw(const RawTensor& raw) {
   return flat.reshape(raw.shape);
 }
 
+// A RawTensor over bytes made here rather than read from `like`'s file: the bytes live in the
+// mapping's control block (an aliasing shared_ptr), so they last as long as the tensor's copies.
+RawTensor owned_int32(const at::Tensor& values, const RawTensor& like, const std::string& name) {
+  struct Holder {
+    std::vector<uint8_t> bytes;
+    std::shared_ptr<MappedFile> file;
+  };
+  const at::Tensor t = values.to(at::kCPU, at::kInt).contiguous();
+  auto holder = std::make_shared<Holder>();
+  holder->bytes.resize(size_t(t.numel()) * 4);
+  std::memcpy(holder->bytes.data(), t.data_ptr<int32_t>(), holder->bytes.size());
+  holder->file = like.mapping;
+  RawTensor raw;
+  raw.name = name;
+  raw.file = like.file;
+  raw.type = TensorType::I32;
+  raw.shape = t.sizes().vec();
+  raw.data = holder->bytes.data();
+  raw.nbytes = holder->bytes.size();
+  raw.mapping = std::shared_ptr<MappedFile>(holder, holder->file.get());
+  return raw;
+}
+
+// AWQ (GEMM) checkpoints (formats.md 5.3) hold the same codes, scales and zero points as a GPTQ
+// checkpoint in another packing: each layer is repacked into the gptq_v2 layout (zeros stored as
+// they are, no g_idx) on load, losslessly, and read from there.
+void attach_awq_linears(Checkpoint& ck, const std::string& config_path, const nlohmann::json& q) {
+  const auto number = [&](std::initializer_list<const char*> keys, int64_t fallback) {
+    for (const char* key : keys) {
+      if (!q.contains(key)) continue;
+      if (!q[key].is_number_integer()) throw file_error(config_path, std::string("quantization_config.") + key + " is not an integer");
+      return q[key].get<int64_t>();
+    }
+    return fallback;
+  };
+  const int64_t bits = number({"bits", "w_bit"}, 4), group = number({"group_size", "q_group_size"}, 128);
+  if (bits != 4) throw file_error(config_path, "AWQ with " + std::to_string(bits) + " bits is not supported (4)");
+  if (group == 0 || group < -1) throw file_error(config_path, "quantization_config.group_size must be -1 or positive");
+  const std::string version = q.contains("version") && q["version"].is_string() ? q["version"].get<std::string>() : "gemm";
+  if (version != "gemm" && version != "GEMM")
+    throw file_error(config_path, "AWQ version '" + version + "' is not supported (gemm)");
+  if (q.contains("zero_point") && q["zero_point"].is_boolean() && !q["zero_point"].get<bool>())
+    throw file_error(config_path, "AWQ without zero points (zero_point: false) is not supported");
+
+  std::vector<std::string> modules;
+  for (const auto& [name, raw] : ck.tensors)
+    if (ends_with(name, ".qweight")) modules.push_back(name.substr(0, name.size() - 8));
+  for (const std::string& module : modules) {
+    const std::string where = "AWQ layer " + module + ": ";
+    const auto take = [&](const std::string& suffix, TensorType type) {
+      const auto it = ck.tensors.find(module + suffix);
+      if (it == ck.tensors.end()) throw file_error(ck.path, where + "no " + suffix.substr(1));
+      RawTensor raw = it->second;
+      if (raw.type != type || raw.shape.size() != 2u)
+        throw file_error(raw.file, "tensor " + raw.name + " has the wrong dtype or rank for AWQ");
+      ck.tensors.erase(it);
+      return raw;
+    };
+    const RawTensor qweight = take(".qweight", TensorType::I32), qzeros = take(".qzeros", TensorType::I32);
+    GptqPackedLinear l;
+    l.scales = take(".scales", TensorType::F16);
+    l.bits = 4;
+    l.group_size = group;
+    l.zero_minus_one = false;
+    l.in_features = qweight.shape[0];
+    l.out_features = qweight.shape[1] * 8;
+    const int64_t groups = group > 0 ? (l.in_features + group - 1) / group : 1;
+    if (l.scales.shape != std::vector<int64_t>{groups, l.out_features} ||
+        qzeros.shape != std::vector<int64_t>{groups, qweight.shape[1]})
+      throw file_error(ck.path, where + "qweight, qzeros and scales shapes do not agree with group size " +
+                                    std::to_string(group));
+    if (l.in_features % 32 != 0 || l.out_features % 32 != 0)
+      throw file_error(ck.path, where + std::to_string(l.out_features) + " x " + std::to_string(l.in_features) +
+                                    " is not supported (both sizes must be multiples of 32)");
+    const at::Tensor codes = unpack_awq_columns(decode_raw(qweight));  // [in, out]
+    const at::Tensor zeros = unpack_awq_columns(decode_raw(qzeros));   // [groups, out]
+    l.qweight = owned_int32(pack_gptq_rows(codes, 4), qweight, module + ".qweight");
+    l.qzeros = owned_int32(pack_gptq_rows(zeros.t(), 4).t(), qzeros, module + ".qzeros");
+    RawTensor weight;
+    weight.name = module + ".weight";
+    weight.file = qweight.file;
+    weight.shape = {l.out_features, l.in_features};
+    ck.tensors[weight.name] = weight;
+    ck.gptq_linears[weight.name] = l;
+  }
+  ck.metadata["awq"] = "4-bit, group " + std::to_string(group) + ", gemm, " + std::to_string(modules.size()) + " layers";
+}
+
 }  // namespace
 
 void attach_gptq_linears(Checkpoint& ck, const std::string& config_path) {
@@ -45,10 +134,11 @@ void attach_gptq_linears(Checkpoint& ck, const std::string& config_path) {
   if (!q.is_object()) throw file_error(config_path, "quantization_config is not an object");
   const std::string method = q.value("quant_method", std::string());
   if (method == "compressed-tensors") return;  // attach_sparse_linears reads those
+  if (method == "awq") return attach_awq_linears(ck, config_path, q);
   if (method != "gptq") {
     if (!method.empty())
       throw file_error(config_path,
-                       "quantization method '" + method + "' is not supported (gptq, compressed-tensors)");
+                       "quantization method '" + method + "' is not supported (gptq, awq, compressed-tensors)");
     return;
   }
   const auto number = [&](const char* key, int64_t fallback) {

@@ -13,6 +13,9 @@ void check_bits(int bits) {
 
 constexpr int64_t kWordRange = int64_t(1) << 32;
 
+// Nibble i of an AWQ word holds column kAwqOrder[i] of its 8.
+constexpr int64_t kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
 }  // namespace
 
 at::Tensor pack_gptq_rows(const at::Tensor& codes, int bits) {
@@ -50,6 +53,27 @@ at::Tensor unpack_gptq_rows(const at::Tensor& packed, int bits) {
     codes.select(1, k).copy_(at::bitwise_and(code, mask));
   }
   return codes.reshape({runs * 32, cols});
+}
+
+at::Tensor pack_awq_columns(const at::Tensor& codes) {
+  if (codes.dim() != 2 || codes.size(1) % 8 != 0)
+    throw Error("AWQ packing: " + std::to_string(codes.size(-1)) + " columns are not a multiple of 8");
+  const int64_t rows = codes.size(0), words = codes.size(1) / 8;
+  const at::Tensor c = codes.to(at::kCPU, at::kLong).reshape({rows, words, 8});
+  at::Tensor packed = at::zeros({rows, words}, at::kLong);  // uint32 bit patterns
+  for (int i = 0; i < 8; ++i) packed.add_(c.select(2, kAwqOrder[i]) * (int64_t(1) << (4 * i)));
+  packed = at::where(packed >= (kWordRange >> 1), packed - kWordRange, packed);  // as signed int32
+  return packed.to(at::kInt);
+}
+
+at::Tensor unpack_awq_columns(const at::Tensor& packed) {
+  if (packed.dim() != 2) throw Error("AWQ packing: packed codes must be 2-D");
+  at::Tensor words = packed.to(at::kCPU, at::kLong);
+  words = at::where(words < 0, words + kWordRange, words);
+  at::Tensor codes = at::empty({packed.size(0), packed.size(1), 8}, at::kLong);
+  for (int i = 0; i < 8; ++i)
+    codes.select(2, kAwqOrder[i]).copy_(at::bitwise_and(at::floor_divide(words, int64_t(1) << (4 * i)), 15));
+  return codes.reshape({packed.size(0), packed.size(1) * 8});
 }
 
 }  // namespace llmpress

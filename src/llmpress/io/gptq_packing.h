@@ -11,4 +11,11 @@ at::Tensor pack_gptq_rows(const at::Tensor& codes, int bits);
 // The inverse: int32 [rows * bits / 32, cols] -> int64 codes [rows, cols].
 at::Tensor unpack_gptq_rows(const at::Tensor& packed, int bits);
 
+// The AWQ (GEMM) packing (formats.md 5.3): 4-bit codes along the columns, 8 per int32; nibble i of
+// word c holds column 8c + {0, 2, 4, 6, 1, 3, 5, 7}[i]. codes [rows, cols], cols a multiple of 8
+// -> int32 [rows, cols / 8], as qweight ([in, out]) and qzeros ([groups, out]) are.
+at::Tensor pack_awq_columns(const at::Tensor& codes);
+// The inverse: int32 [rows, cols / 8] -> int64 codes [rows, cols].
+at::Tensor unpack_awq_columns(const at::Tensor& packed);
+
 }  // namespace llmpress

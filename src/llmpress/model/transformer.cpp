@@ -134,14 +134,26 @@ void Transformer::set_activation_quant(const ActivationQuant& quant) {
   for (DecoderLayer& layer : layers) layer.activation_quant = quant;
 }
 
+namespace {
+// A decoder linear's input as the activation-quantization simulation feeds it.
+at::Tensor simulated_input(const ActivationQuant& quant, const at::Tensor& x) {
+  return quant.act_bits > 0 ? fake_quantize_absmax(x, quant.act_bits) : x;
+}
+}  // namespace
+
 at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
                                  LayerCache* cache, const PackedLayout* layout) const {
+  return mlp_half(attention_half(hidden, config, rope, start, cache, layout), config);
+}
+
+at::Tensor DecoderLayer::attention_half(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope,
+                                        int64_t start, LayerCache* cache, const PackedLayout* layout) const {
   if (layout && cache) throw Error("a packed batch cannot use a KV cache");
   const int64_t batch = hidden.size(0), length = hidden.size(1);
   const int64_t heads = config.num_heads, kv_heads = config.num_kv_heads, head_dim = config.head_dim;
 
-  const int act_bits = activation_quant.act_bits, kv_bits = activation_quant.kv_bits;
-  const auto act = [act_bits](const at::Tensor& t) { return act_bits > 0 ? fake_quantize_absmax(t, act_bits) : t; };
+  const int kv_bits = activation_quant.kv_bits;
+  const auto act = [this](const at::Tensor& t) { return simulated_input(activation_quant, t); };
   const at::Tensor x = act(rms_norm(hidden, input_norm, config.rms_norm_eps));
   at::Tensor q = q_proj.forward(x).view({batch, length, heads, head_dim}).transpose(1, 2);
   at::Tensor k = k_proj.forward(x).view({batch, length, kv_heads, head_dim}).transpose(1, 2);
@@ -192,8 +204,11 @@ at::Tensor DecoderLayer::forward(const at::Tensor& hidden, const ModelConfig& co
                                   .view({batch, heads, length, head_dim})
                                   .transpose(1, 2)
                                   .reshape({batch, length, heads * head_dim});
-  const at::Tensor after_attention = hidden + o_proj.forward(act(attended));
+  return hidden + o_proj.forward(act(attended));
+}
 
+at::Tensor DecoderLayer::mlp_half(const at::Tensor& after_attention, const ModelConfig& config) const {
+  const auto act = [this](const at::Tensor& t) { return simulated_input(activation_quant, t); };
   const at::Tensor h = act(rms_norm(after_attention, post_attention_norm, config.rms_norm_eps));
   const at::Tensor mlp = down_proj.forward(act(at::silu(gate_proj.forward(h)) * up_proj.forward(h)));
   return after_attention + mlp;

@@ -93,6 +93,10 @@ struct DecoderLayer {
   // With a packed layout (no cache), positions and attention follow its documents.
   at::Tensor forward(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
                      LayerCache* cache = nullptr, const PackedLayout* layout = nullptr) const;
+  // forward() in its two residual halves: forward = mlp_half(attention_half(hidden, ...)).
+  at::Tensor attention_half(const at::Tensor& hidden, const ModelConfig& config, const Rope& rope, int64_t start,
+                            LayerCache* cache = nullptr, const PackedLayout* layout = nullptr) const;
+  at::Tensor mlp_half(const at::Tensor& after_attention, const ModelConfig& config) const;
 };
 
 class Transformer {

@@ -315,16 +315,17 @@ void write_hf(const SinkInput& input, OutputSummary& summary) {
 const QuantizedWeight& int_grid_of(const LinearWeight& weight, const std::string& name, const std::string& target) {
   const auto* q = dynamic_cast<const QuantizedWeight*>(&values_of(weight));
   if (!q)
-    throw Error(target + ": " + name + " is a " + weight.kind() + " weight; a GPTQ checkpoint holds every decoder linear "
+    throw Error(target + ": " + name + " is a " + weight.kind() + " weight; a GPTQ or AWQ checkpoint holds every decoder linear "
                 "on an integer grid (quantize all of them with rtn or gptq, without type, or write another format)");
   return *q;
 }
 
+// GPTQ and AWQ checkpoints: the same integer grid (one per checkpoint), packed two ways.
 void write_gptq(const SinkInput& input, OutputSummary& summary) {
-  const std::string target = "GPTQ export to " + input.output.path;
+  const bool awq = input.output.format == "awq";
+  const std::string target = (awq ? "AWQ export to " : "GPTQ export to ") + input.output.path;
   const ModelConfig& config = input.model.config();
-  // One pass to learn the grid (one per checkpoint) and whether any zero point is 0 (then only
-  // gptq_v2 can store it).
+  // One pass to learn the grid and whether any zero point is 0 (then only gptq_v2 can store it).
   std::optional<IntGridSpec> spec;
   bool act_order = false, zero_minus_one = true;
   for (int64_t i = 0; i < config.num_layers; ++i) {
@@ -340,11 +341,12 @@ void write_gptq(const SinkInput& input, OutputSummary& summary) {
                  q.act_order() != act_order) {
         throw Error(target + ": " + full + " is on a different grid than the other layers (the format has one)");
       }
-      check_gptq_layer(target, full, s, q.out_features(), q.in_features());
+      if (awq) check_awq_layer(target, full, s, q.act_order(), q.out_features(), q.in_features());
+      else check_gptq_layer(target, full, s, q.out_features(), q.in_features());
       if (q.zeros().min().item<int64_t>() == 0) zero_minus_one = false;
     }
   }
-  if (!zero_minus_one)
+  if (!awq && !zero_minus_one)
     summary.notes.push_back("some zero points are 0, which format gptq (v1) cannot store: written as gptq_v2, "
                             "which AutoGPTQ refuses and older vLLM misreads");
 
@@ -359,28 +361,38 @@ void write_gptq(const SinkInput& input, OutputSummary& summary) {
     const int bits = spec->bits;
     const int64_t groups = spec->group_size > 0 ? (cols + spec->group_size - 1) / spec->group_size : 1;
     out.push_back(NamedTensor::lazy(module + ".weight", {rows, cols}, at::kFloat, nullptr));
-    const auto packed = [cache, i, name, module, zero_minus_one](const std::string& suffix) {
-      return [cache, i, name, module, zero_minus_one, suffix] {
-        for (const NamedTensor& t : gptq_packed_tensors(module, int_grid_of(cache->weight(i, name), module, ""),
-                                                        zero_minus_one))
+    const auto packed = [cache, i, name, module, zero_minus_one, awq](const std::string& suffix) {
+      return [cache, i, name, module, zero_minus_one, awq, suffix] {
+        const QuantizedWeight& q = int_grid_of(cache->weight(i, name), module, "");
+        for (const NamedTensor& t : awq ? awq_packed_tensors(module, q) : gptq_packed_tensors(module, q, zero_minus_one))
           if (t.name == module + suffix) return t.tensor;
-        throw Error("GPTQ packing made no " + module + suffix);
+        throw Error("checkpoint packing made no " + module + suffix);
       };
     };
-    options.replacements[module + ".weight"] = {
-        NamedTensor::lazy(module + ".qweight", {cols * bits / 32, rows}, at::kInt, packed(".qweight")),
-        NamedTensor::lazy(module + ".qzeros", {groups, rows * bits / 32}, at::kInt, packed(".qzeros")),
-        NamedTensor::lazy(module + ".scales", {groups, rows}, at::kHalf, packed(".scales")),
-        NamedTensor::lazy(module + ".g_idx", {cols}, at::kInt, packed(".g_idx"))};
+    if (awq)
+      options.replacements[module + ".weight"] = {
+          NamedTensor::lazy(module + ".qweight", {cols, rows / 8}, at::kInt, packed(".qweight")),
+          NamedTensor::lazy(module + ".qzeros", {groups, rows / 8}, at::kInt, packed(".qzeros")),
+          NamedTensor::lazy(module + ".scales", {groups, rows}, at::kHalf, packed(".scales"))};
+    else
+      options.replacements[module + ".weight"] = {
+          NamedTensor::lazy(module + ".qweight", {cols * bits / 32, rows}, at::kInt, packed(".qweight")),
+          NamedTensor::lazy(module + ".qzeros", {groups, rows * bits / 32}, at::kInt, packed(".qzeros")),
+          NamedTensor::lazy(module + ".scales", {groups, rows}, at::kHalf, packed(".scales")),
+          NamedTensor::lazy(module + ".g_idx", {cols}, at::kInt, packed(".g_idx"))};
   });
-  nlohmann::json meta = {{"quantizer", std::string("llmpress ") + version()}, {"true_sequential", true}};
-  options.extra_config["quantization_config"] = gptq_quantization_config(*spec, act_order, zero_minus_one, meta);
+  const nlohmann::json quantizer = {{"quantizer", std::string("llmpress ") + version()}};
+  nlohmann::json meta = quantizer;
+  meta["true_sequential"] = true;
+  options.extra_config["quantization_config"] =
+      awq ? awq_quantization_config(*spec, quantizer) : gptq_quantization_config(*spec, act_order, zero_minus_one, meta);
   options.extra_config["llmpress"] = provenance(input);
   TokenizerFiles tokenizer_files;
   collect_tokenizer_files(input.origin, tokenizer_files);
   write_hf_checkpoint(input.output.path, config, tensors, tokenizer_files.files, options);
-  summary.description = std::string("GPTQ checkpoint (") + (zero_minus_one ? "gptq" : "gptq_v2") + ", " +
-                        spec->describe() + ")";
+  summary.description = awq ? "AWQ checkpoint (gemm, " + spec->describe() + ")"
+                            : std::string("GPTQ checkpoint (") + (zero_minus_one ? "gptq" : "gptq_v2") + ", " +
+                                  spec->describe() + ")";
 }
 
 // ---- compressed-tensors sparse folders -------------------------------------------------------------
@@ -505,11 +517,11 @@ OutputSpec resolve_output(OutputSpec output, const std::string& fallback_format)
     else output.format = fallback_format;
   }
   if (output.format == "dense") output.format = "hf";
-  const std::set<std::string> formats = {"gguf", "hf", "factorized", "gptq", "sparse", "sparse-bitmask",
+  const std::set<std::string> formats = {"gguf", "hf", "factorized", "gptq", "awq", "sparse", "sparse-bitmask",
                                          "sparse-24-bitmask"};
   if (!formats.count(output.format))
     throw fail("unknown output format '" + output.format +
-               "' (gguf, hf, factorized, gptq, sparse: compressed-tensors sparse-bitmask or sparse-24-bitmask)");
+               "' (gguf, hf, factorized, gptq, awq, sparse: compressed-tensors sparse-bitmask or sparse-24-bitmask)");
   if (gguf_name && output.format != "gguf")
     throw fail("the output name " + output.path + " ends in .gguf but the format is " + output.format +
                "; name a folder for " + output.format + " output, or drop the format");
@@ -522,8 +534,8 @@ OutputSpec resolve_output(OutputSpec output, const std::string& fallback_format)
     }
   } else {
     if (!output.tensor_types.empty()) throw fail("tensor_type overrides apply to GGUF output only");
-    if (output.format == "gptq" && !output.type.empty())
-      throw fail("a GPTQ checkpoint has no type option (" + output.type + " is a " +
+    if ((output.format == "gptq" || output.format == "awq") && !output.type.empty())
+      throw fail("a " + std::string(output.format == "awq" ? "AWQ" : "GPTQ") + " checkpoint has no type option (" + output.type + " is a " +
                  (float_type ? "float type" : "GGUF type") + "); drop it, or write GGUF with -o NAME.gguf");
     if (!output.type.empty() && !float_type)
       throw fail("type " + output.type + " is a GGUF type: write GGUF (-o NAME.gguf), or use F32, F16 or BF16 for " +
@@ -545,7 +557,7 @@ OutputSummary write_model(const SinkInput& input) {
   summary.format = input.output.format;
   if (input.adapter) write_adapter(input, summary);
   else if (input.output.format == "gguf") write_gguf(input, summary);
-  else if (input.output.format == "gptq") write_gptq(input, summary);
+  else if (input.output.format == "gptq" || input.output.format == "awq") write_gptq(input, summary);
   else if (input.output.format.rfind("sparse", 0) == 0) write_sparse(input, summary);
   else write_hf(input, summary);
   summary.bytes = bytes_on_disk(input.output.path);

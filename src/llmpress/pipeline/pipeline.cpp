@@ -113,14 +113,15 @@ void check_output_holds(const OutputSpec& output, const ModelState& state, const
       mix_needs_importance(output.type, output.tensor_types))
     throw fail(output.type + " needs importance weights from calibration data (llama-quantize needs an imatrix "
                "for it): quantize with a calibrated stage (gptq, or rtn with imatrix) of type " + output.type);
-  if (output.format != "gptq") return;
+  if (output.format != "gptq" && output.format != "awq") return;
+  const std::string checkpoint = output.format == "awq" ? "an AWQ checkpoint" : "a GPTQ checkpoint";
   if (!state.quantized || state.ggml || state.factorized)
-    throw fail("a GPTQ checkpoint stores every decoder linear on an integer grid: the last stage must quantize onto "
-               "one (rtn or gptq with bits/group, no type)");
+    throw fail(checkpoint + " stores every decoder linear on an integer grid: the last stage must quantize onto "
+               "one (rtn, gptq or awq with bits/group, no type)");
   for (auto it = recipe.stages.rbegin(); it != recipe.stages.rend(); ++it) {
     if (find_method(it->method).family != "quantize") continue;
     if (!it->targets.empty() || !it->ignore.empty())
-      throw fail("a GPTQ checkpoint holds no unquantized decoder linears; the quantization stage's targets/ignore "
+      throw fail(checkpoint + " holds no unquantized decoder linears; the quantization stage's targets/ignore "
                  "would leave some dense (write hf or gguf instead)");
     break;
   }
