@@ -77,7 +77,7 @@ at::Tensor gather_samples(const Communicator& group, const at::Tensor& mine, int
 
 std::vector<std::unique_ptr<Observer>> make_observers(const StatsRequest& request) {
   std::vector<std::unique_ptr<Observer>> observers;
-  if (request.hessian) observers.push_back(std::make_unique<HessianObserver>());
+  if (request.hessian) observers.push_back(std::make_unique<HessianObserver>(request.hessian_float32_batches));
   if (request.input_norms) observers.push_back(std::make_unique<InputNormObserver>());
   if (request.input_samples > 0) observers.push_back(std::make_unique<InputSampleObserver>(request.input_samples));
   return observers;

@@ -5,8 +5,8 @@
 namespace llmpress {
 
 void HessianObserver::observe(const at::Tensor& x) {
-  const at::Tensor x64 = x.to(at::kDouble);
-  const at::Tensor batch = at::matmul(x64.t(), x64);
+  const at::Tensor xs = x.to(float32_batches_ ? at::kFloat : at::kDouble);
+  const at::Tensor batch = at::matmul(xs.t(), xs).to(at::kDouble);
   sum_ = sum_.defined() ? sum_.add_(batch) : batch;
   tokens_ += x.size(0);
 }

@@ -15,10 +15,16 @@ struct StatsRequest {
   bool hessian = false;       // X^T X / tokens (GPTQ, SparseGPT, SVD-LLM whitening)
   bool input_norms = false;   // per input channel sum of x^2 and mean |x| (Wanda, AWQ, ASVD)
   int64_t input_samples = 0;  // keep up to this many raw input rows (AWQ's grid search, ...); 0: none
+  // Each batch's X^T X multiplied in float32 (twice as fast, as the GPTQ authors' code), then summed
+  // in float64. For methods that only round against the Hessian (GPTQ); those that factor or whiten
+  // it (SVD-LLM, ASVD) or test identities on it keep float64 products.
+  bool hessian_float32_batches = false;
 
   StatsRequest merged(const StatsRequest& other) const {
+    const bool mine = !hessian || hessian_float32_batches, theirs = !other.hessian || other.hessian_float32_batches;
     return {hessian || other.hessian, input_norms || other.input_norms,
-            input_samples > other.input_samples ? input_samples : other.input_samples};
+            input_samples > other.input_samples ? input_samples : other.input_samples,
+            (hessian || other.hessian) && mine && theirs};
   }
 };
 
@@ -50,11 +56,13 @@ class Observer {
 
 class HessianObserver : public Observer {
  public:
+  explicit HessianObserver(bool float32_batches = false) : float32_batches_(float32_batches) {}
   void observe(const at::Tensor& x) override;
   void reduce(const Communicator& group) override;
   void finish(InputStats& stats) const override;
 
  private:
+  bool float32_batches_;
   at::Tensor sum_;
   int64_t tokens_ = 0;
 };

@@ -43,6 +43,7 @@ class GptqCompressor : public Compressor {
   StatsRequest needs() const override {
     StatsRequest request;
     request.hessian = true;
+    request.hessian_float32_batches = true;
     return request;
   }
   std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,

@@ -31,6 +31,7 @@ class GgmlGptqCompressor : public GgmlCompressor {
   StatsRequest needs() const override {
     StatsRequest request;
     request.hessian = true;
+    request.hessian_float32_batches = true;
     return request;
   }
   std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,
