@@ -1,4 +1,5 @@
-// The sequential engine: exactness with a no-op compressor, resume, NaN detection.
+// The sequential engine: exactness with a no-op compressor (outputs and the captured statistics),
+// resume, NaN detection.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -6,6 +7,7 @@
 #include "calib/calib_test_util.h"
 #include "llmpress/calib/engine.h"
 #include "llmpress/core/error.h"
+#include "llmpress/model/observed_weight.h"
 #include "llmpress/model/transformer.h"
 #include "llmpress/quant/rtn.h"
 
@@ -59,6 +61,67 @@ TEST(CalibEngine, IdentityCompressorReproducesLayerOutputsExactly) {
       EXPECT_TRUE(at::equal(outputs[size_t(i)], hidden)) << "layer " << i << (sequential ? " sequential" : "");
     }
     EXPECT_TRUE(at::equal(result.final_hidden, hidden));
+  }
+}
+
+// Keeps every Hessian it is given.
+class HessianRecorder : public Compressor {
+ public:
+  std::string describe() const override { return "hessian recorder"; }
+  StatsRequest needs() const override {
+    StatsRequest request;
+    request.hessian = true;
+    return request;
+  }
+  std::shared_ptr<LinearWeight> compress(const std::string& name, const Linear& linear,
+                                         const InputStats& stats) override {
+    hessians[name] = stats.hessian.clone();
+    return linear.weight;
+  }
+  std::map<std::string, at::Tensor> hessians;
+};
+
+// The captures stop each forward early and calibrate the MLP from the attention half's outputs; the
+// statistics must still be those of every linear's input in a plain forward of the whole layer.
+TEST(CalibEngine, CapturedHessiansAreThoseOfAPlainForward) {
+  LLMPRESS_REQUIRE_SHARED(test::kStoriesModel);
+  LLMPRESS_REQUIRE_SHARED(test::kStoriesCalib);
+  const Checkpoint checkpoint = open_checkpoint(test::shared_path(test::kStoriesModel));
+  const at::Tensor tokens = test::stories_calibration(checkpoint, 6, 64);
+  Transformer model = Transformer::load(checkpoint);
+  for (bool sequential : {true, false}) {
+    HessianRecorder recorder;
+    EngineOptions options;
+    options.progress = false;
+    options.batch_samples = 4;
+    options.true_sequential = sequential;
+    compress_sequential(checkpoint, Transformer::load_shell(checkpoint), tokens, recorder, options);
+
+    at::Tensor hidden = model.embed(tokens);
+    for (int64_t i = 0; i < model.config.num_layers; ++i) {
+      DecoderLayer layer = model.layers[size_t(i)];
+      std::map<std::string, at::Tensor> sums;
+      int64_t rows = 0;
+      for (const std::string& name : DecoderLayer::linear_names())
+        layer.linear(name).weight = std::make_shared<ObservedWeight>(layer.linear(name).weight, [&sums, name](const at::Tensor& x) {
+          const at::Tensor x64 = x.reshape({-1, x.size(-1)}).to(at::kDouble);
+          const at::Tensor product = at::matmul(x64.t(), x64);
+          sums[name] = sums.count(name) ? sums[name] + product : product;
+        });
+      at::Tensor next = at::empty_like(hidden);
+      for (int64_t s = 0; s < hidden.size(0); s += 4) {
+        const int64_t n = std::min<int64_t>(4, hidden.size(0) - s);
+        next.narrow(0, s, n).copy_(layer.forward(hidden.narrow(0, s, n), model.config, model.rope, 0));
+        rows += n * hidden.size(1);
+      }
+      hidden = next;
+      for (const std::string& name : DecoderLayer::linear_names()) {
+        const std::string full = "model.layers." + std::to_string(i) + "." + name;
+        ASSERT_TRUE(recorder.hessians.count(full)) << full;
+        EXPECT_TRUE(at::allclose(recorder.hessians[full], sums[name] / double(rows), 1e-12, 0))
+            << full << (sequential ? " sequential" : "");
+      }
+    }
   }
 }
 
